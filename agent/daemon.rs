@@ -1,0 +1,317 @@
+//! `vigil run`: builds the managers from the configuration, runs them until SIGTERM/SIGINT, and
+//! applies reloads (SIGHUP or a change of the config file) only when the whole new configuration
+//! is valid. Shutdown is bounded by `agent.shutdown_grace_period`.
+//!
+//! Data flows one way: the demo (and later scrape/collectors) produce samples, the evaluation
+//! round consumes them and writes the ledger, the HTTP API reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::metrics::{MetricsSource, MetricsWriter};
+use crate::api::{self, AppState, Readiness};
+use crate::config::reload::{ReloadStatus, Watcher};
+use crate::config::{Config, ConfigSource};
+use crate::demo::Demo;
+use crate::store::ledger::{Ledger, LedgerError};
+
+/// Readiness condition: the ledger is open and migrated.
+pub const READY_LEDGER: &str = "ledger";
+/// Readiness condition: the first evaluation round has completed.
+pub const READY_EVALUATION: &str = "evaluation";
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A listener could not be bound.
+    #[error(
+        "cannot listen on {addr} for {what}: {source}; is another process using the port? change {key}"
+    )]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The config key that sets the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `agent.data_dir` could not be created.
+    #[error(
+        "cannot create agent.data_dir {path}: {source}; set agent.data_dir to a writable directory"
+    )]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Counters of the evaluation loop, exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct EvaluationStats {
+    rounds: AtomicU64,
+    last_round_seconds: AtomicU64,
+    ledger_write_failures: AtomicU64,
+}
+
+impl MetricsSource for EvaluationStats {
+    fn write_metrics(&self, w: &mut MetricsWriter) {
+        w.family(
+            "vigil_evaluation_rounds_total",
+            "Completed evaluation rounds.",
+            "counter",
+        );
+        w.sample(
+            "vigil_evaluation_rounds_total",
+            &[],
+            self.rounds.load(Ordering::Relaxed) as f64,
+        );
+        w.family(
+            "vigil_evaluation_round_duration_seconds",
+            "Duration of the last evaluation round.",
+            "gauge",
+        );
+        w.sample(
+            "vigil_evaluation_round_duration_seconds",
+            &[],
+            f64::from_bits(self.last_round_seconds.load(Ordering::Relaxed)),
+        );
+        w.family(
+            "vigil_ledger_write_failures_total",
+            "Ledger writes that failed.",
+            "counter",
+        );
+        w.sample(
+            "vigil_ledger_write_failures_total",
+            &[],
+            self.ledger_write_failures.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+impl MetricsSource for ReloadStatus {
+    fn write_metrics(&self, w: &mut MetricsWriter) {
+        ReloadStatus::write_metrics(self, w);
+    }
+}
+
+fn now_ms() -> i64 {
+    (crate::config::reload::now_seconds() * 1000.0) as i64
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    key: &'static str,
+) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            what,
+            key,
+            addr,
+            source,
+        })
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError> {
+    let cancel = CancellationToken::new();
+    let mut watcher = Watcher::new(source.clone()).map_err(DaemonError::Signals)?;
+    spawn_signal_handler(cancel.clone()).map_err(DaemonError::Signals)?;
+
+    let readiness = Arc::new(Readiness::default());
+    readiness.require(READY_LEDGER);
+    readiness.require(READY_EVALUATION);
+    let reload = Arc::new(ReloadStatus::new());
+    let eval_stats = Arc::new(EvaluationStats::default());
+
+    let data_dir = config.agent.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let ledger = Ledger::open_sqlite(&data_dir).await?;
+    let agent_id = config.agent_id();
+    let started_ms = now_ms();
+    ledger
+        .start_run(&agent_id, env!("CARGO_PKG_VERSION"), started_ms)
+        .await?;
+    readiness.done(READY_LEDGER);
+    info!(ledger = %ledger.target(), agent_id = %agent_id, "ledger open");
+
+    let mut tasks = JoinSet::new();
+    let mut router = api::router(AppState {
+        readiness: readiness.clone(),
+        sources: vec![reload.clone(), eval_stats.clone()],
+    });
+
+    let demo = if config.demo.enabled {
+        let addr =
+            crate::config::parse_listen(&config.demo.listen).unwrap_or(([127, 0, 0, 1], 0).into());
+        let listener = bind(addr, "the demo service", "demo.listen").await?;
+        let local = listener.local_addr().unwrap_or(addr);
+        let demo = Demo::new(&config.demo);
+        router = router.merge(demo.control_router());
+        tasks.spawn(demo.clone().run(listener, cancel.clone()));
+        info!(
+            "demo service on http://{local}/metrics (raise its error rate: curl -XPOST http://{local}/demo/error-rate -d 0.2)"
+        );
+        Some(demo)
+    } else {
+        None
+    };
+
+    let listener = bind(config.listen_addr(), "the HTTP API", "agent.listen").await?;
+    let local = listener.local_addr().unwrap_or(config.listen_addr());
+    tasks.spawn(api::serve(listener, router, cancel.clone()));
+    info!("listening on http://{local}");
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    tasks.spawn(evaluation_loop(
+        ledger.clone(),
+        agent_id.clone(),
+        started_ms,
+        config_rx,
+        readiness.clone(),
+        eval_stats.clone(),
+        cancel.clone(),
+    ));
+
+    while let Some(trigger) = watcher.changed(&cancel).await {
+        match source.load() {
+            Ok(new) => {
+                let old = config_tx.borrow().clone();
+                warn_restart_needed(&old, &new);
+                if let Some(demo) = &demo {
+                    demo.apply_config(&new.demo);
+                }
+                config_tx.send_replace(Arc::new(new));
+                reload.record(true);
+                info!(trigger = trigger.as_str(), "configuration reloaded");
+            }
+            Err(err) => {
+                reload.record(false);
+                for problem in err.to_string().lines() {
+                    error!(
+                        trigger = trigger.as_str(),
+                        problem, "configuration reload failed; keeping the previous configuration"
+                    );
+                }
+            }
+        }
+    }
+
+    let grace = config_tx.borrow().agent.shutdown_grace_period;
+    info!(grace = %humantime::format_duration(grace), "shutting down");
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!("shutdown grace period over; abandoning unfinished tasks");
+        tasks.abort_all();
+    }
+    if let Err(err) = ledger.finish_run(&agent_id, started_ms, now_ms()).await {
+        warn!(error = %err, "could not record the clean stop in the ledger");
+    }
+    ledger.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn warn_restart_needed(old: &Config, new: &Config) {
+    let checks = [
+        (old.agent.listen != new.agent.listen, "agent.listen"),
+        (old.agent.data_dir != new.agent.data_dir, "agent.data_dir"),
+        (old.agent.id != new.agent.id, "agent.id"),
+        (old.demo.enabled != new.demo.enabled, "demo.enabled"),
+    ];
+    for (changed, key) in checks {
+        if changed {
+            warn!(
+                key,
+                "changed in the configuration; restart vigil to apply it"
+            );
+        }
+    }
+}
+
+/// One evaluation round per `agent.evaluation_interval`. Today a round records the agent's
+/// liveness in the ledger; the SLO engine adds its evaluation to the same round. `/readyz`
+/// reports ready after the first complete round.
+async fn evaluation_loop(
+    ledger: Ledger,
+    agent_id: String,
+    started_ms: i64,
+    mut config: watch::Receiver<Arc<Config>>,
+    readiness: Arc<Readiness>,
+    stats: Arc<EvaluationStats>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let start = Instant::now();
+        match ledger.heartbeat(&agent_id, started_ms, now_ms()).await {
+            Ok(()) => {
+                stats.rounds.fetch_add(1, Ordering::Relaxed);
+                readiness.done(READY_EVALUATION);
+            }
+            Err(err) => {
+                stats.ledger_write_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %err, "evaluation round could not write the ledger; will retry next round");
+            }
+        }
+        stats
+            .last_round_seconds
+            .store(start.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
+        let interval = config.borrow().agent.evaluation_interval;
+        let next = start + interval.max(Duration::from_millis(100));
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(next.into()) => {}
+            // A reload may change the interval: start a round now and use the new one.
+            changed = config.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "received signal; shutting down gracefully");
+        cancel.cancel();
+        // A second signal during shutdown means "now".
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        warn!("second signal; exiting immediately");
+        std::process::exit(1);
+    });
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The ledger: state that must survive a restart, in SQL through sqlx. SQLite (a file in
+//! `agent.data_dir`) by default; Postgres when several agents share one. The same migrations
+//! (`migrations/`, embedded with `sqlx::migrate!`) run on both at start.
+//!
+//! Today it records agent runs (start, liveness heartbeat, clean stop), which tells later readers
+//! when the agent was down; the SLO and alerting issues add their tables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+/// Errors of the ledger. Messages name the database and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Could not connect or open the file.
+    #[error(
+        "cannot open the ledger at {target}: {source}; check agent.data_dir (writable?) or the ledger URL"
+    )]
+    Open {
+        /// File path or URL with the password removed.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("cannot migrate the ledger at {target}: {source}")]
+    Migrate {
+        /// File path or URL with the password removed.
+        target: String,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("ledger query failed ({what}): {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// One run of an agent process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRun {
+    /// Agent identity.
+    pub agent_id: String,
+    /// Start, Unix milliseconds; with `agent_id` the key of the run.
+    pub started_at_ms: i64,
+    /// Vigil version.
+    pub version: String,
+    /// Last heartbeat, Unix milliseconds.
+    pub last_seen_ms: i64,
+    /// Clean stop, Unix milliseconds; None if the process died or is still running.
+    pub stopped_at_ms: Option<i64>,
+}
+
+/// A handle to the ledger (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+    target: String,
+}
+
+impl Ledger {
+    /// Opens (creating if missing) the SQLite ledger `vigil.db` in `data_dir` and migrates it.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Self, LedgerError> {
+        let file: PathBuf = data_dir.join("vigil.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let ledger = Self::connect(&url, file.display().to_string(), 1).await?;
+        // WAL lets readers (API) proceed while a round writes; the setting persists in the file.
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(&ledger.pool)
+            .await
+            .map_err(|source| LedgerError::Query {
+                what: "enable WAL",
+                source,
+            })?;
+        Ok(ledger)
+    }
+
+    /// Opens a ledger by URL (`postgres://…` or `sqlite://…`) and migrates it.
+    pub async fn open_url(url: &str) -> Result<Self, LedgerError> {
+        Self::connect(url, redact_url(url), 4).await
+    }
+
+    async fn connect(url: &str, target: String, max: u32) -> Result<Self, LedgerError> {
+        install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| LedgerError::Open {
+                target: target.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| LedgerError::Migrate {
+                target: target.clone(),
+                source,
+            })?;
+        Ok(Self { pool, target })
+    }
+
+    /// The file or redacted URL, for logs.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Records the start of a run.
+    pub async fn start_run(
+        &self,
+        agent_id: &str,
+        version: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO agent_runs (agent_id, started_at_ms, version, last_seen_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(agent_id)
+        .bind(now_ms)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query { what: "start run", source })?;
+        Ok(())
+    }
+
+    /// Records that the run is alive at `now_ms`.
+    pub async fn heartbeat(
+        &self,
+        agent_id: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE agent_runs SET last_seen_ms = $1 WHERE agent_id = $2 AND started_at_ms = $3",
+        )
+        .bind(now_ms)
+        .bind(agent_id)
+        .bind(started_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query {
+            what: "heartbeat",
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Records a clean stop.
+    pub async fn finish_run(
+        &self,
+        agent_id: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE agent_runs SET last_seen_ms = $1, stopped_at_ms = $1 WHERE agent_id = $2 AND started_at_ms = $3",
+        )
+        .bind(now_ms)
+        .bind(agent_id)
+        .bind(started_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query { what: "finish run", source })?;
+        Ok(())
+    }
+
+    /// The most recent runs of `agent_id`, newest first.
+    pub async fn runs(&self, agent_id: &str, limit: i64) -> Result<Vec<AgentRun>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, started_at_ms, version, last_seen_ms, stopped_at_ms FROM agent_runs \
+             WHERE agent_id = $1 ORDER BY started_at_ms DESC LIMIT $2",
+        )
+        .bind(agent_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query {
+            what: "list runs",
+            source,
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentRun {
+                    agent_id: r.try_get(0)?,
+                    started_at_ms: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    last_seen_ms: r.try_get(3)?,
+                    stopped_at_ms: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| LedgerError::Query {
+                what: "decode runs",
+                source,
+            })
+    }
+
+    /// Closes the pool, waiting for in-flight writes.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[tokio::test]
+    async fn runs_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Ledger::open_sqlite(dir.path()).await.expect("open");
+        l.start_run("a", "0.1.0", 1_000).await.expect("start");
+        l.heartbeat("a", 1_000, 5_000).await.expect("beat");
+        l.close().await;
+        // A second open runs the migrations again (a no-op) and sees the first run, not stopped.
+        let l = Ledger::open_sqlite(dir.path()).await.expect("reopen");
+        l.start_run("a", "0.1.0", 9_000).await.expect("start 2");
+        l.finish_run("a", 9_000, 12_000).await.expect("finish");
+        let runs = l.runs("a", 10).await.expect("runs");
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].stopped_at_ms, Some(12_000));
+        assert_eq!((runs[1].last_seen_ms, runs[1].stopped_at_ms), (5_000, None));
+    }
+}
