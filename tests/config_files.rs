@@ -133,3 +133,45 @@ fn run_refuses_a_bad_config_with_exit_64() {
         "{err}"
     );
 }
+
+/// docs/configuration.md documents every key: each key path of the fixture that sets every key
+/// appears in it, so the reference cannot drift from the code.
+#[test]
+fn reference_documents_every_key() {
+    fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_yaml::Value::Mapping(m) = v {
+            for (k, child) in m {
+                let key = k.as_str().unwrap_or_default();
+                let path = if prefix.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                // external_labels holds user label names, not keys.
+                if !prefix.ends_with("external_labels") {
+                    out.push(path.clone());
+                    paths(child, &path, out);
+                }
+            }
+        }
+    }
+    let full = std::fs::read_to_string(common::repo().join("tests/fixtures/config/full.good.yaml"))
+        .expect("fixture");
+    let value: serde_yaml::Value = serde_yaml::from_str(&full).expect("yaml");
+    let mut keys = Vec::new();
+    paths(&value, "", &mut keys);
+    let doc = std::fs::read_to_string(common::repo().join("docs/configuration.md")).expect("docs");
+    for key in keys.iter().filter(|k| k.contains('.')) {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/configuration.md does not document `{key}`"
+        );
+    }
+    // And the fixture really sets every key: it must equal the full struct with no defaults.
+    let cfg = vigil::config::ConfigSource::File(
+        common::repo().join("tests/fixtures/config/full.good.yaml"),
+    )
+    .load()
+    .expect("load");
+    assert!(cfg.agent.id.is_some() && !cfg.agent.external_labels.is_empty());
+}

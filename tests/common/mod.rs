@@ -210,3 +210,32 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// Default state directory of `scripts/test-services.sh`.
+const DEFAULT_STATE_DIR: &str = "/tmp/vigil-test-services";
+
+/// The value of a test-service variable (`VIGIL_TEST_PG_URL`, ...): from the environment, else
+/// from the env file that `scripts/test-services.sh` writes. Panics with instructions when the
+/// service has not been started: under the test command no test passes by skipping.
+pub fn service(var: &str, what: &str) -> String {
+    if let Ok(v) = std::env::var(var) {
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let state = std::env::var("VIGIL_TEST_STATE_DIR").unwrap_or_else(|_| DEFAULT_STATE_DIR.into());
+    let env_file = Path::new(&state).join("env");
+    if let Ok(text) = std::fs::read_to_string(&env_file) {
+        for line in text.lines() {
+            let line = line.trim_start_matches("export ").trim();
+            if let Some(v) = line.strip_prefix(var).and_then(|r| r.strip_prefix('=')) {
+                return v.trim_matches(['"', '\'']).to_string();
+            }
+        }
+    }
+    panic!(
+        "{what} is needed by this test but {var} is not set and {} does not define it. \
+         Start the test services with `scripts/test-services.sh` (or run everything with `scripts/test.sh`).",
+        env_file.display()
+    );
+}
