@@ -23,7 +23,9 @@ use crate::api::{self, AppState, Readiness};
 use crate::config::reload::{ReloadStatus, Watcher};
 use crate::config::{Config, ConfigSource};
 use crate::demo::Demo;
+use crate::scrape::ScrapeManager;
 use crate::store::ledger::{Ledger, LedgerError};
+use crate::store::series::SeriesStore;
 
 /// Readiness condition: the ledger is open and migrated.
 pub const READY_LEDGER: &str = "ledger";
@@ -161,10 +163,14 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     readiness.done(READY_LEDGER);
     info!(ledger = %ledger.target(), agent_id = %agent_id, "ledger open");
 
+    let store = Arc::new(SeriesStore::new());
+    let scrape = ScrapeManager::new(&config.scrape, store.clone(), readiness.clone());
+
     let mut tasks = JoinSet::new();
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
-        sources: vec![reload.clone(), eval_stats.clone()],
+        sources: vec![reload.clone(), eval_stats.clone(), Arc::new(scrape.clone())],
+        scrape: Some(scrape.clone()),
     });
 
     let demo = if config.demo.enabled {
@@ -182,6 +188,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     } else {
         None
     };
+
+    tasks.spawn(scrape.clone().run(cancel.clone()));
 
     let listener = bind(config.listen_addr(), "the HTTP API", "agent.listen").await?;
     let local = listener.local_addr().unwrap_or(config.listen_addr());
@@ -207,6 +215,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                 if let Some(demo) = &demo {
                     demo.apply_config(&new.demo);
                 }
+                scrape.apply_config(&new.scrape);
                 config_tx.send_replace(Arc::new(new));
                 reload.record(true);
                 info!(trigger = trigger.as_str(), "configuration reloaded");

@@ -16,4 +16,5 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod scrape;
 pub mod store;

@@ -67,6 +67,27 @@ enum CheckCommand {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Check a metrics exposition strictly against the Prometheus text format 0.0.4 or
+    /// OpenMetrics 1.0 (like `promtool check metrics`). Prints `line:col: problem` lines; exits 0
+    /// when valid, 1 when not.
+    Metrics {
+        /// Format of the input; `auto` detects it from the content.
+        #[arg(long, value_enum, default_value_t = MetricsFormat::Auto)]
+        format: MetricsFormat,
+        /// File to check; `-` or nothing reads standard input.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MetricsFormat {
+    /// Detect from the content.
+    Auto,
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.
+    Openmetrics,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -88,6 +109,9 @@ fn main() -> ExitCode {
         Command::Check {
             what: CheckCommand::Config { files },
         } => check_config(files),
+        Command::Check {
+            what: CheckCommand::Metrics { format, file },
+        } => check_metrics(format, file),
         Command::Run { config } => {
             init_logging(&cli.log_level, cli.log_format);
             run(ConfigSource::resolve(config))
@@ -160,5 +184,42 @@ fn check_config(files: Vec<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+fn check_metrics(format: MetricsFormat, file: Option<PathBuf>) -> ExitCode {
+    use std::io::Read;
+    use vigil::scrape::exposition::{self, Format};
+    let (name, body) = match file.as_deref() {
+        None => ("<stdin>".to_string(), {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b).map(|_| b)
+        }),
+        Some(p) if p.as_os_str() == "-" => ("<stdin>".to_string(), {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b).map(|_| b)
+        }),
+        Some(p) => (p.display().to_string(), std::fs::read(p)),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(err) => {
+            eprintln!("{name}: cannot read: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = match format {
+        MetricsFormat::Auto => exposition::detect_format(&body),
+        MetricsFormat::Text => Format::Text,
+        MetricsFormat::Openmetrics => Format::OpenMetrics,
+    };
+    let problems = exposition::check(&body, format);
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -139,20 +139,32 @@ fn run_refuses_a_bad_config_with_exit_64() {
 #[test]
 fn reference_documents_every_key() {
     fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
-        if let serde_yaml::Value::Mapping(m) = v {
-            for (k, child) in m {
-                let key = k.as_str().unwrap_or_default();
-                let path = if prefix.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                // external_labels holds user label names, not keys.
-                if !prefix.ends_with("external_labels") {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                // These maps hold user label/parameter names, not keys.
+                if ["external_labels", "labels", "params"]
+                    .iter()
+                    .any(|k| prefix.ends_with(k))
+                {
+                    return;
+                }
+                for (k, child) in m {
+                    let key = k.as_str().unwrap_or_default();
+                    let path = if prefix.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                     out.push(path.clone());
                     paths(child, &path, out);
                 }
             }
+            serde_yaml::Value::Sequence(items) => {
+                for item in items {
+                    paths(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
         }
     }
     let full = std::fs::read_to_string(common::repo().join("tests/fixtures/config/full.good.yaml"))

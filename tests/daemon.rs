@@ -9,12 +9,23 @@ use std::time::Duration;
 
 use common::{Daemon, eventually, http_get, http_post, metric_value, write_config};
 
-const DEMO: &str = "demo:\n  enabled: true\n  listen: 127.0.0.1:0\n  requests_per_second: 200\n  error_rate: 0.01\n";
+/// A demo on a free port, scraped every second by the `demo` job.
+fn demo_config() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!(
+        "demo:\n  enabled: true\n  listen: 127.0.0.1:{port}\n  requests_per_second: 200\n  error_rate: 0.01\n\
+         scrape:\n  targets:\n    - job: demo\n      urls: [http://127.0.0.1:{port}/metrics]\n      interval: 1s\n      timeout: 900ms\n"
+    )
+}
 
 #[test]
 fn serves_reloads_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), DEMO);
+    let demo = demo_config();
+    let config = write_config(dir.path(), &demo);
     let mut d = Daemon::start(&config);
 
     assert_eq!(d.get("/healthz"), (200, "ok\n".to_string()));
@@ -63,6 +74,33 @@ fn serves_reloads_and_stops_cleanly() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("not a fraction"), "{body}");
 
+    // The demo is scraped: the targets API shows it up with samples, like Prometheus' API.
+    let targets: serde_json::Value = eventually(Duration::from_secs(10), "demo target up", || {
+        let (_, body) = d.get("/api/v1/targets");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let t = &v["data"]["activeTargets"][0];
+        (t["health"] == "up" && t["samples"].as_u64() > Some(0)).then_some(v)
+    });
+    let t = &targets["data"]["activeTargets"][0];
+    assert_eq!(t["scrapePool"], "demo");
+    assert_eq!(t["labels"]["job"], "demo");
+    assert_eq!(t["scrapeInterval"], "1s");
+    assert!(
+        t["lastScrape"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("20")),
+        "{t}"
+    );
+    let (_, m) = d.get("/metrics");
+    assert!(
+        metric_value(&m, "vigil_scrapes_total{job=\"demo\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "vigil_scrape_targets{job=\"demo\",health=\"up\"}"),
+        Some(1.0)
+    );
+
     // A bad config on SIGHUP: kept running on the old one, every problem logged.
     std::fs::write(
         &config,
@@ -87,7 +125,13 @@ fn serves_reloads_and_stops_cleanly() {
     assert_eq!(d.get("/healthz").0, 200, "still serving after a bad reload");
 
     // A good config, noticed from the file change alone (no signal).
-    let good = write_config(dir.path(), &format!("{DEMO}  latency_median: 10ms\n"));
+    let good = write_config(
+        dir.path(),
+        &demo.replace(
+            "error_rate: 0.01\n",
+            "error_rate: 0.01\n  latency_median: 10ms\n",
+        ),
+    );
     assert_eq!(good, config);
     eventually(Duration::from_secs(15), "reload by file change", || {
         let (_, m) = d.get("/metrics");

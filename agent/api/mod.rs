@@ -3,6 +3,7 @@
 //! never writes to them.
 
 pub mod metrics;
+mod targets;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Every component that exports series on `/metrics`.
     pub sources: Vec<Arc<dyn MetricsSource>>,
+    /// The scrape manager, for `/api/v1/targets`.
+    pub scrape: Option<crate::scrape::ScrapeManager>,
 }
 
 /// Builds the router.
@@ -64,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/targets", get(targets::targets))
         .with_state(state)
 }
 
@@ -97,6 +101,7 @@ async fn index() -> Html<&'static str> {
         "</h1><ul>",
         "<li><a href=/metrics>/metrics</a>: the agent's own metrics</li>",
         "<li><a href=/healthz>/healthz</a> and <a href=/readyz>/readyz</a></li>",
+        "<li><a href=/api/v1/targets>/api/v1/targets</a>: scrape targets and their health</li>",
         "<li><a href=/demo>/demo</a>: the demo service's settings (when enabled)</li>",
         "</ul></html>"
     ))
@@ -140,6 +145,7 @@ mod tests {
         let app = router(AppState {
             readiness: readiness.clone(),
             sources: vec![],
+            scrape: None,
         });
         let (code, body) = get_text(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -157,6 +163,7 @@ mod tests {
         let app = router(AppState {
             readiness: Arc::default(),
             sources: vec![],
+            scrape: None,
         });
         let (code, body) = get_text(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);

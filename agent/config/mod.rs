@@ -9,6 +9,8 @@
 
 mod locate;
 pub mod reload;
+pub mod scrape;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,6 +51,9 @@ pub struct Config {
     /// whose error rate and latency can be changed at run time.
     #[serde(default)]
     pub demo: DemoConfig,
+    /// Scrape jobs: which endpoints are scraped, how often, with which relabelling and limits.
+    #[serde(default)]
+    pub scrape: scrape::ScrapeConfig,
 }
 
 /// `agent:` section.
@@ -327,7 +332,7 @@ impl Config {
         remove_inline_secrets(&mut value, "", &mut problems);
         let parsed = deserialize_collecting::<Config>(value, &mut problems);
         if let Some(cfg) = &parsed {
-            problems.extend(cfg.validate());
+            problems.extend(cfg.validate(base_dir));
         }
         if problems.is_empty() {
             if let Some(mut cfg) = parsed {
@@ -355,7 +360,7 @@ impl Config {
     }
 
     /// Semantic checks that serde cannot express. Returns every problem found.
-    pub fn validate(&self) -> Vec<Problem> {
+    pub fn validate(&self, base_dir: &Path) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut bad = |path: &str, message: String| {
             out.push(Problem {
@@ -435,13 +440,18 @@ impl Config {
                 ),
             );
         }
+        self.scrape.validate(base_dir, &mut out);
         out
     }
 
     fn resolve_paths(&mut self, base_dir: &Path) {
-        if self.agent.data_dir.is_relative() && base_dir != Path::new(".") {
+        if base_dir == Path::new(".") {
+            return;
+        }
+        if self.agent.data_dir.is_relative() {
             self.agent.data_dir = base_dir.join(&self.agent.data_dir);
         }
+        self.scrape.resolve_paths(base_dir);
     }
 
     /// `agent.listen` as a socket address (validated at load).

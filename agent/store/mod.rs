@@ -1,4 +1,7 @@
-//! State: the durable [`ledger`] (SQLite or Postgres). The scrape issue adds the in-memory store
-//! of recent series here, and the SLO engine its per-SLO event buckets.
+//! State. [`series`]: the latest samples of every scrape target and collector, in memory;
+//! [`selector`]: PromQL series selectors over them; [`ledger`]: the durable SQL ledger (SQLite or
+//! Postgres). The SLO engine adds its per-SLO event buckets here.
 
 pub mod ledger;
+pub mod selector;
+pub mod series;
