@@ -17,4 +17,5 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod scrape;
+pub mod slo;
 pub mod store;
