@@ -8,8 +8,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -24,13 +22,12 @@ use crate::config::reload::{ReloadStatus, Watcher};
 use crate::config::{Config, ConfigSource};
 use crate::demo::Demo;
 use crate::scrape::ScrapeManager;
+use crate::slo::SloManager;
 use crate::store::ledger::{Ledger, LedgerError};
 use crate::store::series::SeriesStore;
 
 /// Readiness condition: the ledger is open and migrated.
 pub const READY_LEDGER: &str = "ledger";
-/// Readiness condition: the first evaluation round has completed.
-pub const READY_EVALUATION: &str = "evaluation";
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -64,52 +61,12 @@ pub enum DaemonError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The ledger URL could not be read from its env var or file.
+    #[error("agent.ledger_url: {0}")]
+    LedgerUrl(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
-}
-
-/// Counters of the evaluation loop, exported on `/metrics`.
-#[derive(Debug, Default)]
-pub struct EvaluationStats {
-    rounds: AtomicU64,
-    last_round_seconds: AtomicU64,
-    ledger_write_failures: AtomicU64,
-}
-
-impl MetricsSource for EvaluationStats {
-    fn write_metrics(&self, w: &mut MetricsWriter) {
-        w.family(
-            "vigil_evaluation_rounds_total",
-            "Completed evaluation rounds.",
-            "counter",
-        );
-        w.sample(
-            "vigil_evaluation_rounds_total",
-            &[],
-            self.rounds.load(Ordering::Relaxed) as f64,
-        );
-        w.family(
-            "vigil_evaluation_round_duration_seconds",
-            "Duration of the last evaluation round.",
-            "gauge",
-        );
-        w.sample(
-            "vigil_evaluation_round_duration_seconds",
-            &[],
-            f64::from_bits(self.last_round_seconds.load(Ordering::Relaxed)),
-        );
-        w.family(
-            "vigil_ledger_write_failures_total",
-            "Ledger writes that failed.",
-            "counter",
-        );
-        w.sample(
-            "vigil_ledger_write_failures_total",
-            &[],
-            self.ledger_write_failures.load(Ordering::Relaxed) as f64,
-        );
-    }
 }
 
 impl MetricsSource for ReloadStatus {
@@ -118,9 +75,7 @@ impl MetricsSource for ReloadStatus {
     }
 }
 
-fn now_ms() -> i64 {
-    (crate::config::reload::now_seconds() * 1000.0) as i64
-}
+use crate::slo::manager::now_ms;
 
 async fn bind(
     addr: SocketAddr,
@@ -145,16 +100,17 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
 
     let readiness = Arc::new(Readiness::default());
     readiness.require(READY_LEDGER);
-    readiness.require(READY_EVALUATION);
     let reload = Arc::new(ReloadStatus::new());
-    let eval_stats = Arc::new(EvaluationStats::default());
 
     let data_dir = config.agent.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
-    let ledger = Ledger::open_sqlite(&data_dir).await?;
+    let ledger = match config.ledger_url().map_err(DaemonError::LedgerUrl)? {
+        Some(url) => Ledger::open_url(url.expose()).await?,
+        None => Ledger::open_sqlite(&data_dir).await?,
+    };
     let agent_id = config.agent_id();
     let started_ms = now_ms();
     ledger
@@ -165,12 +121,27 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
 
     let store = Arc::new(SeriesStore::new());
     let scrape = ScrapeManager::new(&config.scrape, store.clone(), readiness.clone());
+    let slo = SloManager::new(
+        config.slos.clone(),
+        config.agent.evaluation_interval,
+        store.clone(),
+        ledger.clone(),
+        agent_id.clone(),
+        started_ms,
+        readiness.clone(),
+    )
+    .await?;
 
     let mut tasks = JoinSet::new();
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
-        sources: vec![reload.clone(), eval_stats.clone(), Arc::new(scrape.clone())],
+        sources: vec![
+            reload.clone(),
+            Arc::new(scrape.clone()),
+            Arc::new(slo.clone()),
+        ],
         scrape: Some(scrape.clone()),
+        slo: Some(slo.clone()),
     });
 
     let demo = if config.demo.enabled {
@@ -196,16 +167,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     tasks.spawn(api::serve(listener, router, cancel.clone()));
     info!("listening on http://{local}");
 
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    tasks.spawn(evaluation_loop(
-        ledger.clone(),
-        agent_id.clone(),
-        started_ms,
-        config_rx,
-        readiness.clone(),
-        eval_stats.clone(),
-        cancel.clone(),
-    ));
+    tasks.spawn(slo.clone().run(cancel.clone()));
+    let (config_tx, _config_rx) = watch::channel(Arc::new(config));
 
     while let Some(trigger) = watcher.changed(&cancel).await {
         match source.load() {
@@ -216,6 +179,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                     demo.apply_config(&new.demo);
                 }
                 scrape.apply_config(&new.scrape);
+                slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
                 config_tx.send_replace(Arc::new(new));
                 reload.record(true);
                 info!(trigger = trigger.as_str(), "configuration reloaded");
@@ -254,6 +218,11 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         (old.agent.data_dir != new.agent.data_dir, "agent.data_dir"),
         (old.agent.id != new.agent.id, "agent.id"),
         (old.demo.enabled != new.demo.enabled, "demo.enabled"),
+        (
+            old.agent.ledger_url != new.agent.ledger_url
+                || old.agent.ledger_url_env != new.agent.ledger_url_env,
+            "agent.ledger_url",
+        ),
     ];
     for (changed, key) in checks {
         if changed {
@@ -261,45 +230,6 @@ fn warn_restart_needed(old: &Config, new: &Config) {
                 key,
                 "changed in the configuration; restart vigil to apply it"
             );
-        }
-    }
-}
-
-/// One evaluation round per `agent.evaluation_interval`. Today a round records the agent's
-/// liveness in the ledger; the SLO engine adds its evaluation to the same round. `/readyz`
-/// reports ready after the first complete round.
-async fn evaluation_loop(
-    ledger: Ledger,
-    agent_id: String,
-    started_ms: i64,
-    mut config: watch::Receiver<Arc<Config>>,
-    readiness: Arc<Readiness>,
-    stats: Arc<EvaluationStats>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let start = Instant::now();
-        match ledger.heartbeat(&agent_id, started_ms, now_ms()).await {
-            Ok(()) => {
-                stats.rounds.fetch_add(1, Ordering::Relaxed);
-                readiness.done(READY_EVALUATION);
-            }
-            Err(err) => {
-                stats.ledger_write_failures.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %err, "evaluation round could not write the ledger; will retry next round");
-            }
-        }
-        stats
-            .last_round_seconds
-            .store(start.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
-        let interval = config.borrow().agent.evaluation_interval;
-        let next = start + interval.max(Duration::from_millis(100));
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until(next.into()) => {}
-            // A reload may change the interval: start a round now and use the new one.
-            changed = config.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vigil::config::{ConfigError, ConfigSource};
+use vigil::config::ConfigSource;
 
 /// Exit code for an invalid configuration (EX_USAGE, as promtool and amtool use).
 const EXIT_CONFIG: u8 = 64;
@@ -168,10 +168,7 @@ fn check_config(files: Vec<PathBuf>) -> ExitCode {
             Err(err) => {
                 failed += 1;
                 eprintln!("{err}");
-                let n = match &err {
-                    ConfigError::Invalid(p) => p.items.len(),
-                    _ => 1,
-                };
+                let n = err.count();
                 eprintln!(
                     "{}: FAILED: {n} problem{}",
                     source.display_name(),

@@ -40,10 +40,14 @@ fn bad_fixtures_fail_with_the_expected_problems() {
     for file in fixtures(".bad.yaml") {
         let text = std::fs::read_to_string(&file).expect("read fixture");
         let name = file.display().to_string();
+        let dir = file
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         let expected: Vec<String> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
-            .map(|l| l.replace("{file}", &name))
+            .map(|l| l.replace("{file}", &name).replace("{dir}", &dir))
             .collect();
         assert!(!expected.is_empty(), "{name} has no '# expect:' lines");
         let err = match ConfigSource::File(file.clone()).load() {

@@ -3,6 +3,7 @@
 //! never writes to them.
 
 pub mod metrics;
+mod slos;
 mod targets;
 
 use std::collections::BTreeSet;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub sources: Vec<Arc<dyn MetricsSource>>,
     /// The scrape manager, for `/api/v1/targets`.
     pub scrape: Option<crate::scrape::ScrapeManager>,
+    /// The SLO manager, for `/api/v1/slos`.
+    pub slo: Option<crate::slo::SloManager>,
 }
 
 /// Builds the router.
@@ -68,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/slos", get(slos::list))
+        .route("/api/v1/slos/{service}/{name}", get(slos::one))
+        .route("/api/v1/slos/{name}", get(slos::one_by_name))
         .with_state(state)
 }
 
@@ -102,6 +108,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=/metrics>/metrics</a>: the agent's own metrics</li>",
         "<li><a href=/healthz>/healthz</a> and <a href=/readyz>/readyz</a></li>",
         "<li><a href=/api/v1/targets>/api/v1/targets</a>: scrape targets and their health</li>",
+        "<li><a href=/api/v1/slos>/api/v1/slos</a>: SLOs, burn rates and error budgets</li>",
         "<li><a href=/demo>/demo</a>: the demo service's settings (when enabled)</li>",
         "</ul></html>"
     ))
@@ -146,6 +153,7 @@ mod tests {
             readiness: readiness.clone(),
             sources: vec![],
             scrape: None,
+            slo: None,
         });
         let (code, body) = get_text(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -164,6 +172,7 @@ mod tests {
             readiness: Arc::default(),
             sources: vec![],
             scrape: None,
+            slo: None,
         });
         let (code, body) = get_text(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -27,6 +28,9 @@ use locate::join_key;
 /// The configuration the repository ships (`vigil.yaml`), embedded so that `vigil run` works from
 /// any directory without flags.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../vigil.yaml");
+
+/// The demo SLOs, embedded for the embedded default when `rules/` is not beside it.
+pub const EMBEDDED_RULES: &str = include_str!("../../rules/demo.yaml");
 
 /// Keys that would hold a secret inline. Secrets are referenced as `<key>_env` / `<key>_file`.
 const INLINE_SECRET_KEYS: &[&str] = &[
@@ -54,6 +58,13 @@ pub struct Config {
     /// Scrape jobs: which endpoints are scraped, how often, with which relabelling and limits.
     #[serde(default)]
     pub scrape: scrape::ScrapeConfig,
+    /// SLO files (globs, relative to the config file), e.g. `rules/*.yaml`. Files ending in
+    /// `.test.yaml` are rule tests and are skipped.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// The SLOs loaded from `rules` (filled by [`ConfigSource::load`]).
+    #[serde(skip)]
+    pub slos: Vec<Arc<crate::slo::spec::Slo>>,
 }
 
 /// `agent:` section.
@@ -81,6 +92,16 @@ pub struct AgentConfig {
     /// How long SIGTERM/SIGINT wait for in-flight work before the process exits anyway.
     #[serde(default = "default_grace", deserialize_with = "duration")]
     pub shutdown_grace_period: Duration,
+    /// Ledger database URL without a password (`postgres://vigil@db/vigil`; the password then
+    /// comes from PGPASSWORD). Default: SQLite `vigil.db` in `data_dir`.
+    #[serde(default)]
+    pub ledger_url: Option<String>,
+    /// Environment variable holding the ledger URL (may contain a password).
+    #[serde(default)]
+    pub ledger_url_env: Option<String>,
+    /// File holding the ledger URL (may contain a password).
+    #[serde(default)]
+    pub ledger_url_file: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -92,6 +113,9 @@ impl Default for AgentConfig {
             external_labels: BTreeMap::new(),
             id: None,
             shutdown_grace_period: default_grace(),
+            ledger_url: None,
+            ledger_url_env: None,
+            ledger_url_file: None,
         }
     }
 }
@@ -253,6 +277,20 @@ pub enum ConfigError {
     /// The YAML is valid but the configuration is not.
     #[error("{0}")]
     Invalid(Problems),
+    /// The configuration is valid but SLO files it references are not.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<Problems>),
+}
+
+impl ConfigError {
+    /// Number of problems reported.
+    pub fn count(&self) -> usize {
+        match self {
+            Self::Invalid(p) => p.items.len(),
+            Self::Rules(ps) => ps.iter().map(|p| p.items.len()).sum(),
+            _ => 1,
+        }
+    }
 }
 
 /// Where the configuration came from, for reloads and relative paths.
@@ -305,10 +343,21 @@ impl ConfigSource {
         }
     }
 
-    /// Reads, parses and validates.
+    /// Reads, parses and validates the config and every SLO file it references.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let text = self.read()?;
-        Config::from_yaml(&text, &self.display_name(), &self.base_dir())
+        let base = self.base_dir();
+        let mut cfg = Config::from_yaml(&text, &self.display_name(), &base)?;
+        let embedded_fallback = *self == Self::Embedded && !base.join("rules").is_dir();
+        let slos = if embedded_fallback {
+            crate::slo::spec::parse_file(EMBEDDED_RULES, Path::new("rules/demo.yaml (embedded)"))
+                .map_err(|p| ConfigError::Rules(vec![p]))?
+        } else {
+            crate::slo::spec::load_rules(&cfg.rules, &base, &self.display_name())
+                .map_err(ConfigError::Rules)?
+        };
+        cfg.slos = slos.into_iter().map(Arc::new).collect();
+        Ok(cfg)
     }
 }
 
@@ -404,6 +453,47 @@ impl Config {
                 );
             }
         }
+        let ledger_keys = [
+            a.ledger_url.is_some(),
+            a.ledger_url_env.is_some(),
+            a.ledger_url_file.is_some(),
+        ];
+        if ledger_keys.iter().filter(|k| **k).count() > 1 {
+            bad(
+                "agent.ledger_url",
+                "set only one of ledger_url, ledger_url_env and ledger_url_file".into(),
+            );
+        } else if let Some(url) = &a.ledger_url {
+            if crate::store::ledger::redact_url(url) != *url {
+                bad(
+                    "agent.ledger_url",
+                    "contains a password; move the URL to ledger_url_env or ledger_url_file (or the password to PGPASSWORD)".into(),
+                );
+            } else if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                bad(
+                    "agent.ledger_url",
+                    "must start with postgres:// or sqlite:".into(),
+                );
+            }
+        } else if let Err(e) = secret::resolve(
+            "ledger_url",
+            a.ledger_url_env.as_deref(),
+            a.ledger_url_file.as_deref(),
+            base_dir,
+        ) {
+            bad("agent.ledger_url_env", e);
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.trim().is_empty() {
+                bad(
+                    &format!("rules[{i}]"),
+                    "is empty; give a path or glob such as rules/*.yaml".into(),
+                );
+            }
+        }
         let d = &self.demo;
         if d.enabled {
             if let Err(e) = parse_listen(&d.listen) {
@@ -451,12 +541,31 @@ impl Config {
         if self.agent.data_dir.is_relative() {
             self.agent.data_dir = base_dir.join(&self.agent.data_dir);
         }
+        if let Some(f) = &mut self.agent.ledger_url_file {
+            if f.is_relative() {
+                *f = base_dir.join(&*f);
+            }
+        }
         self.scrape.resolve_paths(base_dir);
     }
 
     /// `agent.listen` as a socket address (validated at load).
     pub fn listen_addr(&self) -> SocketAddr {
         parse_listen(&self.agent.listen).unwrap_or_else(|_| ([127, 0, 0, 1], 9799).into())
+    }
+
+    /// The ledger URL when one is configured (None: SQLite in `data_dir`).
+    pub fn ledger_url(&self) -> Result<Option<secret::Secret>, String> {
+        let a = &self.agent;
+        if let Some(url) = &a.ledger_url {
+            return Ok(Some(secret::Secret::new(url.clone())));
+        }
+        secret::resolve(
+            "ledger_url",
+            a.ledger_url_env.as_deref(),
+            a.ledger_url_file.as_deref(),
+            Path::new("."),
+        )
     }
 
     /// This agent's identity: `agent.id`, else `$NODE_NAME`, else the host name.

@@ -69,7 +69,10 @@ mod tests {
     #[test]
     fn hand_computed_cases() {
         // 99.9% objective, 1,000,000 requests, 500 errors: half the budget used.
-        let c = Counts { bad: 500.0, total: 1_000_000.0 };
+        let c = Counts {
+            bad: 500.0,
+            total: 1_000_000.0,
+        };
         assert!((c.error_ratio().expect("traffic") - 0.0005).abs() < 1e-15);
         assert!((burn_rate(c, 0.999) - 0.5).abs() < 1e-9);
         assert!((budget_remaining(c, 0.999) - 0.5).abs() < 1e-9);
@@ -77,11 +80,24 @@ mod tests {
         let t = time_to_exhaustion(0.5, 0.5, 30.0 * 86400.0);
         assert!((t - 30.0 * 86400.0).abs() < 1e-6);
         // 2,000 errors: overspent by a factor 2 -> remaining -1, exhausted now.
-        let c = Counts { bad: 2000.0, total: 1_000_000.0 };
+        let c = Counts {
+            bad: 2000.0,
+            total: 1_000_000.0,
+        };
         assert!((budget_remaining(c, 0.999) + 1.0).abs() < 1e-9);
         assert_eq!(time_to_exhaustion(-1.0, 2.0, 1.0), 0.0);
         // 14.4x burn: 1.44% errors against a 0.1% budget.
-        assert!((burn_rate(Counts { bad: 144.0, total: 10_000.0 }, 0.999) - 14.4).abs() < 1e-9);
+        assert!(
+            (burn_rate(
+                Counts {
+                    bad: 144.0,
+                    total: 10_000.0
+                },
+                0.999
+            ) - 14.4)
+                .abs()
+                < 1e-9
+        );
     }
 
     #[test]
@@ -96,8 +112,14 @@ mod tests {
     #[test]
     fn event_weighted_not_average_of_ratios() {
         // Two windows: 1 error in 10 requests, 0 in 990. The ratio is 1/1000, not (0.1 + 0)/2.
-        let mut c = Counts { bad: 1.0, total: 10.0 };
-        c.add(Counts { bad: 0.0, total: 990.0 });
+        let mut c = Counts {
+            bad: 1.0,
+            total: 10.0,
+        };
+        c.add(Counts {
+            bad: 0.0,
+            total: 990.0,
+        });
         assert_eq!(c.error_ratio(), Some(0.001));
     }
 }

@@ -11,7 +11,9 @@ use super::spec::CalendarUnit;
 pub fn period_containing(unit: CalendarUnit, tz: Tz, t_ms: i64) -> (i64, i64) {
     let local = match tz.timestamp_millis_opt(t_ms) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.date_naive(),
-        LocalResult::None => chrono::DateTime::from_timestamp_millis(t_ms).map(|d| d.date_naive()).unwrap_or_default(),
+        LocalResult::None => chrono::DateTime::from_timestamp_millis(t_ms)
+            .map(|d| d.date_naive())
+            .unwrap_or_default(),
     };
     let start = match unit {
         CalendarUnit::Week => local - Days::new(u64::from(local.weekday().num_days_from_monday())),
@@ -44,7 +46,9 @@ fn local_midnight_ms(tz: Tz, date: NaiveDate) -> i64 {
 
 /// A short human name of a period, e.g. `2026-11` or `2026-W47` or `2026-Q4`.
 pub fn period_name(unit: CalendarUnit, tz: Tz, start_ms: i64) -> String {
-    let Some(t) = tz.timestamp_millis_opt(start_ms + 1).earliest() else { return start_ms.to_string() };
+    let Some(t) = tz.timestamp_millis_opt(start_ms + 1).earliest() else {
+        return start_ms.to_string();
+    };
     match unit {
         CalendarUnit::Week => format!("{}-W{:02}", t.iso_week().year(), t.iso_week().week()),
         CalendarUnit::Month => format!("{}-{:02}", t.year(), t.month()),
@@ -57,13 +61,18 @@ mod tests {
     use super::*;
 
     fn ms(rfc3339: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(rfc3339).expect("time").timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("time")
+            .timestamp_millis()
     }
 
     #[test]
     fn month_in_utc_and_berlin_across_dst() {
         let (s, e) = period_containing(CalendarUnit::Month, Tz::UTC, ms("2026-11-22T10:00:00Z"));
-        assert_eq!((s, e), (ms("2026-11-01T00:00:00Z"), ms("2026-12-01T00:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-11-01T00:00:00Z"), ms("2026-12-01T00:00:00Z"))
+        );
         // October 2026 in Berlin: starts at CEST (+02), ends at CET (+01) after the change on
         // the 25th, so it lasts 31 days and 1 hour.
         let berlin: Tz = "Europe/Berlin".parse().expect("tz");
@@ -83,7 +92,10 @@ mod tests {
         assert_eq!(period_containing(CalendarUnit::Month, berlin, b).0, b);
         assert_eq!(period_containing(CalendarUnit::Month, berlin, b - 1).1, b);
         // 23:30 UTC on Oct 31 is already November in Berlin.
-        assert_eq!(period_containing(CalendarUnit::Month, berlin, ms("2026-10-31T23:30:00Z")).0, b);
+        assert_eq!(
+            period_containing(CalendarUnit::Month, berlin, ms("2026-10-31T23:30:00Z")).0,
+            b
+        );
     }
 
     #[test]
@@ -94,7 +106,10 @@ mod tests {
         assert_eq!(s, ms("2026-11-16T00:00:00-05:00"));
         assert_eq!(e, ms("2026-11-23T00:00:00-05:00"));
         let (s, e) = period_containing(CalendarUnit::Quarter, Tz::UTC, ms("2026-11-22T00:00:00Z"));
-        assert_eq!((s, e), (ms("2026-10-01T00:00:00Z"), ms("2027-01-01T00:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-10-01T00:00:00Z"), ms("2027-01-01T00:00:00Z"))
+        );
         assert_eq!(period_name(CalendarUnit::Quarter, Tz::UTC, s), "2026-Q4");
         assert_eq!(period_name(CalendarUnit::Month, Tz::UTC, s), "2026-10");
         // A week containing the US DST end (Nov 1 2026) is 7 days + 1 hour long.

@@ -194,24 +194,44 @@ impl SloState {
             Window::Rolling(d) => {
                 let name = window_name(*d);
                 windows.retain(|w| w.name != name);
-                windows.push(WindowSpec { name, length_ms: d.as_millis() as i64 });
+                windows.push(WindowSpec {
+                    name,
+                    length_ms: d.as_millis() as i64,
+                });
                 None
             }
             Window::Calendar { unit, time_zone } => {
-                windows.push(WindowSpec { name: format!("{unit:?}").to_lowercase(), length_ms: 0 });
+                windows.push(WindowSpec {
+                    name: format!("{unit:?}").to_lowercase(),
+                    length_ms: 0,
+                });
                 time_zone.parse::<Tz>().ok()
             }
         };
-        Self { slo, windows, tz, instances: BTreeMap::new(), condition: Condition::NoData, problem: None }
+        Self {
+            slo,
+            windows,
+            tz,
+            instances: BTreeMap::new(),
+            condition: Condition::NoData,
+            problem: None,
+        }
     }
 
     fn group_of(&self, labels: &LabelSet) -> Vec<String> {
-        self.slo.spec.group_by.iter().map(|k| labels.get(k).unwrap_or("").to_string()).collect()
+        self.slo
+            .spec
+            .group_by
+            .iter()
+            .map(|k| labels.get(k).unwrap_or("").to_string())
+            .collect()
     }
 
     fn instance(&mut self, group: Vec<String>) -> &mut Instance {
         let slo = self.slo.clone();
-        self.instances.entry(group).or_insert_with(|| new_instance(&slo))
+        self.instances
+            .entry(group)
+            .or_insert_with(|| new_instance(&slo))
     }
 
     /// Records raw events of an instance at `t_ms` according to the budgeting.
@@ -237,16 +257,26 @@ impl SloState {
             Budgeting::RatioTimeslices { slice } => (slice.as_millis() as i64, None),
         };
         for inst in self.instances.values_mut() {
-            let done: Vec<i64> = inst.slices.range(..now_ms - len + 1).map(|(k, _)| *k).filter(|k| k + len <= now_ms).collect();
+            let done: Vec<i64> = inst
+                .slices
+                .range(..now_ms - len + 1)
+                .map(|(k, _)| *k)
+                .filter(|k| k + len <= now_ms)
+                .collect();
             for start in done {
-                let Some(raw) = inst.slices.remove(&start) else { continue };
-                let Some(err) = raw.error_ratio() else { continue };
+                let Some(raw) = inst.slices.remove(&start) else {
+                    continue;
+                };
+                let Some(err) = raw.error_ratio() else {
+                    continue;
+                };
                 let good_ratio = 1.0 - err;
                 let bad = match target {
                     Some(t) => f64::from(u8::from(good_ratio < t)),
                     None => err,
                 };
-                inst.buckets.add(start + len - 1, now_ms, Counts { bad, total: 1.0 });
+                inst.buckets
+                    .add(start + len - 1, now_ms, Counts { bad, total: 1.0 });
             }
         }
     }
@@ -255,12 +285,18 @@ impl SloState {
 impl Engine {
     /// An engine for `slos`.
     pub fn new(slos: Vec<Arc<Slo>>) -> Self {
-        Self { slos: slos.into_iter().map(SloState::new).collect(), counters: HashMap::new(), matches: HashMap::new(), round: 0 }
+        Self {
+            slos: slos.into_iter().map(SloState::new).collect(),
+            counters: HashMap::new(),
+            matches: HashMap::new(),
+            round: 0,
+        }
     }
 
     /// Replaces the SLOs, keeping the state of those whose definition did not change.
     pub fn reconfigure(&mut self, slos: Vec<Arc<Slo>>) {
-        let mut old: HashMap<String, SloState> = self.slos.drain(..).map(|s| (s.slo.id.clone(), s)).collect();
+        let mut old: HashMap<String, SloState> =
+            self.slos.drain(..).map(|s| (s.slo.id.clone(), s)).collect();
         self.slos = slos
             .into_iter()
             .map(|slo| match old.remove(&slo.id) {
@@ -281,7 +317,9 @@ impl Engine {
 
     /// Loads a bucket row from the ledger (`resolution_s` 60 or 3600; `idx` = start / resolution).
     pub fn load_bucket(&mut self, slo: &str, group: &str, resolution_s: i64, idx: i64, c: Counts) {
-        let Some(st) = self.slos.iter_mut().find(|s| s.slo.id == slo) else { return };
+        let Some(st) = self.slos.iter_mut().find(|s| s.slo.id == slo) else {
+            return;
+        };
         let values: Vec<String> = serde_json::from_str(group).unwrap_or_default();
         if values.len() != st.slo.spec.group_by.len() {
             return;
@@ -302,8 +340,15 @@ impl Engine {
             for (group, inst) in &mut st.instances {
                 let key = group_key(group);
                 let (mins, hours) = inst.buckets.take_dirty();
-                out.extend(mins.into_iter().map(|(i, c)| (st.slo.id.clone(), key.clone(), 60, i, c)));
-                out.extend(hours.into_iter().map(|(i, c)| (st.slo.id.clone(), key.clone(), 3600, i, c)));
+                out.extend(
+                    mins.into_iter()
+                        .map(|(i, c)| (st.slo.id.clone(), key.clone(), 60, i, c)),
+                );
+                out.extend(
+                    hours
+                        .into_iter()
+                        .map(|(i, c)| (st.slo.id.clone(), key.clone(), 3600, i, c)),
+                );
             }
         }
         out
@@ -311,7 +356,11 @@ impl Engine {
 
     /// One evaluation round over the store's snapshots. Returns the status of every SLO and
     /// the calendar periods that ended.
-    pub fn round(&mut self, now_ms: i64, snapshots: &[(String, Arc<Snapshot>)]) -> (Vec<SloStatus>, Vec<PeriodRecord>) {
+    pub fn round(
+        &mut self,
+        now_ms: i64,
+        snapshots: &[(String, Arc<Snapshot>)],
+    ) -> (Vec<SloStatus>, Vec<PeriodRecord>) {
         self.round += 1;
         let round = self.round;
         let n = self.slos.len();
@@ -331,7 +380,10 @@ impl Engine {
                 }
                 let id = sample.series.id;
                 let slos = &self.slos;
-                let entry = self.matches.entry(id).or_insert_with(|| MatchEntry { roles: roles_of(slos, labels), seen_round: round });
+                let entry = self.matches.entry(id).or_insert_with(|| MatchEntry {
+                    roles: roles_of(slos, labels),
+                    seen_round: round,
+                });
                 entry.seen_round = round;
                 if entry.roles.is_empty() {
                     continue;
@@ -340,7 +392,10 @@ impl Engine {
                 // Counter delta (computed once per series, shared by every SLO using it).
                 let mut delta = None;
                 for (i, role) in roles {
-                    matched[i] += usize::from(matches!(role, Role::Total | Role::LatencyTotal | Role::Gauge));
+                    matched[i] += usize::from(matches!(
+                        role,
+                        Role::Total | Role::LatencyTotal | Role::Gauge
+                    ));
                     match role {
                         Role::OtherBucket(le) => buckets_seen[i].push(le),
                         Role::Gauge => {
@@ -348,7 +403,14 @@ impl Engine {
                             gauges[i].entry(g).or_default().push(sample.value);
                         }
                         _ => {
-                            let d = *delta.get_or_insert_with(|| counter_delta(&mut self.counters, id, sample.value, sample.timestamp_ms));
+                            let d = *delta.get_or_insert_with(|| {
+                                counter_delta(
+                                    &mut self.counters,
+                                    id,
+                                    sample.value,
+                                    sample.timestamp_ms,
+                                )
+                            });
                             // The group exists from its first series on, even before it has
                             // events (its first sample is only a baseline).
                             let g = self.slos[i].group_of(labels);
@@ -356,8 +418,14 @@ impl Engine {
                             let Some(d) = d else { continue };
                             let c = match role {
                                 Role::Bad => Counts { bad: d, total: 0.0 },
-                                Role::Good | Role::LatencyGood => Counts { bad: -d, total: 0.0 },
-                                Role::Total | Role::LatencyTotal => Counts { bad: if self.good_based(i) { d } else { 0.0 }, total: d },
+                                Role::Good | Role::LatencyGood => Counts {
+                                    bad: -d,
+                                    total: 0.0,
+                                },
+                                Role::Total | Role::LatencyTotal => Counts {
+                                    bad: if self.good_based(i) { d } else { 0.0 },
+                                    total: d,
+                                },
                                 _ => continue,
                             };
                             if role == Role::LatencyGood {
@@ -384,15 +452,32 @@ impl Engine {
             match &slo.spec.sli {
                 Sli::Uptime(_) => {
                     for (g, values) in std::mem::take(&mut gauges[i]) {
-                        let bad = values.iter().filter(|v| !(**v >= 1.0)).count() as f64;
-                        st.record(g, now_ms, now_ms, Counts { bad, total: values.len() as f64 });
+                        // NaN counts as down.
+                        let bad = values.iter().filter(|v| v.is_nan() || **v < 1.0).count() as f64;
+                        st.record(
+                            g,
+                            now_ms,
+                            now_ms,
+                            Counts {
+                                bad,
+                                total: values.len() as f64,
+                            },
+                        );
                     }
                 }
                 Sli::Threshold(t) => {
                     for (g, values) in std::mem::take(&mut gauges[i]) {
                         let agg = aggregate(t.aggregate, &values);
                         let good = t.op.holds(agg, t.value);
-                        st.record(g, now_ms, now_ms, Counts { bad: f64::from(u8::from(!good)), total: 1.0 });
+                        st.record(
+                            g,
+                            now_ms,
+                            now_ms,
+                            Counts {
+                                bad: f64::from(u8::from(!good)),
+                                total: 1.0,
+                            },
+                        );
                     }
                 }
                 _ => {}
@@ -417,27 +502,49 @@ impl Engine {
 
     /// Approximate memory held by the buckets of every instance, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.slos.iter().flat_map(|s| s.instances.values()).map(|i| i.buckets.memory_bytes()).sum()
+        self.slos
+            .iter()
+            .flat_map(|s| s.instances.values())
+            .map(|i| i.buckets.memory_bytes())
+            .sum()
     }
 }
 
 fn same_definition(a: &Slo, b: &Slo) -> bool {
-    a.spec.sli == b.spec.sli && a.budgeting == b.budgeting && a.spec.group_by == b.spec.group_by && a.spec.window == b.spec.window
+    a.spec.sli == b.spec.sli
+        && a.budgeting == b.budgeting
+        && a.spec.group_by == b.spec.group_by
+        && a.spec.window == b.spec.window
 }
 
 /// Delta of a counter since its last sample; None for the first sample or a repeated one.
-fn counter_delta(tracks: &mut HashMap<u64, CounterTrack>, id: u64, value: f64, ts: i64) -> Option<f64> {
+fn counter_delta(
+    tracks: &mut HashMap<u64, CounterTrack>,
+    id: u64,
+    value: f64,
+    ts: i64,
+) -> Option<f64> {
     if !value.is_finite() {
         return None;
     }
     match tracks.get_mut(&id) {
         None => {
-            tracks.insert(id, CounterTrack { last: value, last_ts: ts });
+            tracks.insert(
+                id,
+                CounterTrack {
+                    last: value,
+                    last_ts: ts,
+                },
+            );
             None
         }
         Some(t) if ts <= t.last_ts => None,
         Some(t) => {
-            let d = if value < t.last { value } else { value - t.last };
+            let d = if value < t.last {
+                value
+            } else {
+                value - t.last
+            };
             t.last = value;
             t.last_ts = ts;
             Some(d)
@@ -452,7 +559,14 @@ fn roles_of(slos: &[SloState], labels: &LabelSet) -> Vec<(usize, Role)> {
         match &st.slo.spec.sli {
             Sli::Ratio(r) => {
                 if sels.first().is_some_and(|s| s.matches(labels)) {
-                    out.push((i, if r.errors.is_some() { Role::Bad } else { Role::Good }));
+                    out.push((
+                        i,
+                        if r.errors.is_some() {
+                            Role::Bad
+                        } else {
+                            Role::Good
+                        },
+                    ));
                 }
                 if sels.get(1).is_some_and(|s| s.matches(labels)) {
                     out.push((i, Role::Total));
@@ -497,7 +611,12 @@ fn aggregate(a: Aggregate, v: &[f64]) -> f64 {
     }
 }
 
-fn condition_of(st: &SloState, matched: usize, buckets: &[f64], up_by_job: &HashMap<String, f64>) -> (Condition, Option<String>) {
+fn condition_of(
+    st: &SloState,
+    matched: usize,
+    buckets: &[f64],
+    up_by_job: &HashMap<String, f64>,
+) -> (Condition, Option<String>) {
     if let Sli::Latency(l) = &st.slo.spec.sli {
         let has_threshold = buckets.iter().any(|b| b.is_nan());
         let others: Vec<f64> = buckets.iter().copied().filter(|b| !b.is_nan()).collect();
@@ -508,7 +627,11 @@ fn condition_of(st: &SloState, matched: usize, buckets: &[f64], up_by_job: &Hash
             let list: Vec<String> = les.iter().map(|b| b.to_string()).collect();
             return (
                 Condition::Invalid,
-                Some(format!("threshold {} is not one of the histogram's buckets; the buckets are {}", l.threshold, list.join(", "))),
+                Some(format!(
+                    "threshold {} is not one of the histogram's buckets; the buckets are {}",
+                    l.threshold,
+                    list.join(", ")
+                )),
             );
         }
     }
@@ -517,11 +640,19 @@ fn condition_of(st: &SloState, matched: usize, buckets: &[f64], up_by_job: &Hash
     }
     let primary = st.slo.selectors.last();
     let job = primary.and_then(|s| {
-        s.matchers.iter().find(|m| m.name == "job" && m.op == crate::store::selector::MatchOp::Equal).map(|m| m.value.clone())
+        s.matchers
+            .iter()
+            .find(|m| m.name == "job" && m.op == crate::store::selector::MatchOp::Equal)
+            .map(|m| m.value.clone())
     });
     if let Some(job) = job {
         if up_by_job.get(&job) == Some(&0.0) {
-            return (Condition::TargetDown, Some(format!("no series match and the targets of job {job:?} are down")));
+            return (
+                Condition::TargetDown,
+                Some(format!(
+                    "no series match and the targets of job {job:?} are down"
+                )),
+            );
         }
     }
     let sel = primary.map(|s| s.to_string()).unwrap_or_default();
@@ -529,7 +660,9 @@ fn condition_of(st: &SloState, matched: usize, buckets: &[f64], up_by_job: &Hash
 }
 
 fn close_periods(st: &mut SloState, now_ms: i64) -> Vec<PeriodRecord> {
-    let (Window::Calendar { unit, .. }, Some(tz)) = (&st.slo.spec.window, st.tz) else { return Vec::new() };
+    let (Window::Calendar { unit, .. }, Some(tz)) = (&st.slo.spec.window, st.tz) else {
+        return Vec::new();
+    };
     let unit = *unit;
     let objective = st.slo.objective;
     let id = st.slo.id.clone();
@@ -563,9 +696,16 @@ fn close_periods(st: &mut SloState, now_ms: i64) -> Vec<PeriodRecord> {
 
 fn status_of(st: &mut SloState, now_ms: i64) -> SloStatus {
     let objective = st.slo.objective;
-    let lengths: Vec<i64> = st.windows.iter().filter(|w| w.length_ms > 0).map(|w| w.length_ms).collect();
+    let lengths: Vec<i64> = st
+        .windows
+        .iter()
+        .filter(|w| w.length_ms > 0)
+        .map(|w| w.length_ms)
+        .collect();
     let calendar = match (&st.slo.spec.window, st.tz) {
-        (Window::Calendar { unit, .. }, Some(tz)) => Some(calendar::period_containing(*unit, tz, now_ms)),
+        (Window::Calendar { unit, .. }, Some(tz)) => {
+            Some(calendar::period_containing(*unit, tz, now_ms))
+        }
         _ => None,
     };
     let window_seconds = match calendar {
@@ -596,12 +736,27 @@ fn status_of(st: &mut SloState, now_ms: i64) -> SloStatus {
             .collect();
         let slo_window = sums.last().copied().unwrap_or_default();
         let remaining = budget::budget_remaining(slo_window, objective);
-        let burn_1h = windows.iter().find(|w| w.window == "1h").map(|w| w.burn_rate).unwrap_or(0.0);
+        let burn_1h = windows
+            .iter()
+            .find(|w| w.window == "1h")
+            .map(|w| w.burn_rate)
+            .unwrap_or(0.0);
         instances.push(InstanceStatus {
-            group: st.slo.spec.group_by.iter().cloned().zip(group.iter().cloned()).collect(),
+            group: st
+                .slo
+                .spec
+                .group_by
+                .iter()
+                .cloned()
+                .zip(group.iter().cloned())
+                .collect(),
             windows,
             error_budget_remaining: remaining,
-            time_to_exhaustion_seconds: budget::time_to_exhaustion(remaining, burn_1h, window_seconds),
+            time_to_exhaustion_seconds: budget::time_to_exhaustion(
+                remaining,
+                burn_1h,
+                window_seconds,
+            ),
             events_good: inst.events.good(),
             events_total: inst.events.total,
         });
@@ -611,7 +766,11 @@ fn status_of(st: &mut SloState, now_ms: i64) -> SloStatus {
         service: st.slo.service.clone(),
         name: st.slo.spec.name.clone(),
         objective,
-        window: st.windows.last().map(|w| w.name.clone()).unwrap_or_default(),
+        window: st
+            .windows
+            .last()
+            .map(|w| w.name.clone())
+            .unwrap_or_default(),
         condition: st.condition,
         problem: st.problem.clone(),
         instances,
@@ -626,7 +785,8 @@ mod tests {
     use crate::store::series::{Sample, Series};
     use std::path::Path;
 
-    const T0: i64 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000);
+    /// An hour boundary (1_800_000_000_000 ms is one).
+    const T0: i64 = 1_800_000_000_000;
     const S: i64 = 1000;
 
     /// Interns series by text so that the same labels keep the same id across rounds, like the
@@ -641,11 +801,25 @@ mod tests {
             let samples = samples
                 .iter()
                 .map(|(text, v)| {
-                    let series = self.series.entry(text.to_string()).or_insert_with(|| Series::new(parse_labels(text))).clone();
-                    Sample { series, value: *v, timestamp_ms: ts }
+                    let series = self
+                        .series
+                        .entry(text.to_string())
+                        .or_insert_with(|| Series::new(parse_labels(text)))
+                        .clone();
+                    Sample {
+                        series,
+                        value: *v,
+                        timestamp_ms: ts,
+                    }
                 })
                 .collect();
-            vec![("t".to_string(), Arc::new(Snapshot { collected_at_ms: ts, samples }))]
+            vec![(
+                "t".to_string(),
+                Arc::new(Snapshot {
+                    collected_at_ms: ts,
+                    samples,
+                }),
+            )]
         }
     }
 
@@ -653,7 +827,11 @@ mod tests {
     fn parse_labels(text: &str) -> LabelSet {
         let (name, rest) = text.split_once('{').unwrap_or((text, "}"));
         let mut pairs = vec![("__name__".to_string(), name.to_string())];
-        for kv in rest.trim_end_matches('}').split(',').filter(|s| !s.is_empty()) {
+        for kv in rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = kv.split_once('=').expect("k=v");
             pairs.push((k.to_string(), v.trim_matches('"').to_string()));
         }
@@ -666,7 +844,11 @@ mod tests {
     }
 
     fn window<'a>(st: &'a SloStatus, group: usize, w: &str) -> &'a WindowStatus {
-        st.instances[group].windows.iter().find(|x| x.window == w).expect("window")
+        st.instances[group]
+            .windows
+            .iter()
+            .find(|x| x.window == w)
+            .expect("window")
     }
 
     const RATIO: &str = r#"
@@ -683,19 +865,59 @@ slos:
         let mut e = engine(RATIO);
         let mut w = World::default();
         // First sight sets the baseline: 1,000 requests from before the agent count nothing.
-        let (st, _) = e.round(T0, &w.snap(T0, &[("req_total{code=\"200\"}", 990.0), ("req_total{code=\"500\"}", 10.0)]));
+        let (st, _) = e.round(
+            T0,
+            &w.snap(
+                T0,
+                &[
+                    ("req_total{code=\"200\"}", 990.0),
+                    ("req_total{code=\"500\"}", 10.0),
+                ],
+            ),
+        );
         assert_eq!(window(&st[0], 0, "5m").total, 0.0);
         assert_eq!(st[0].condition, Condition::Ok);
         // +100 requests, +2 errors.
-        let (st, _) = e.round(T0 + 10 * S, &w.snap(T0 + 10 * S, &[("req_total{code=\"200\"}", 1088.0), ("req_total{code=\"500\"}", 12.0)]));
+        let (st, _) = e.round(
+            T0 + 10 * S,
+            &w.snap(
+                T0 + 10 * S,
+                &[
+                    ("req_total{code=\"200\"}", 1088.0),
+                    ("req_total{code=\"500\"}", 12.0),
+                ],
+            ),
+        );
         let w5 = window(&st[0], 0, "5m");
         assert_eq!((w5.total, w5.good), (100.0, 98.0));
-        assert!((w5.burn_rate - 2.0).abs() < 1e-9, "2% errors against a 1% budget: {}", w5.burn_rate);
+        assert!(
+            (w5.burn_rate - 2.0).abs() < 1e-9,
+            "2% errors against a 1% budget: {}",
+            w5.burn_rate
+        );
         // The same scrape seen again adds nothing.
-        let (st, _) = e.round(T0 + 15 * S, &w.snap(T0 + 10 * S, &[("req_total{code=\"200\"}", 1088.0), ("req_total{code=\"500\"}", 12.0)]));
+        let (st, _) = e.round(
+            T0 + 15 * S,
+            &w.snap(
+                T0 + 10 * S,
+                &[
+                    ("req_total{code=\"200\"}", 1088.0),
+                    ("req_total{code=\"500\"}", 12.0),
+                ],
+            ),
+        );
         assert_eq!(window(&st[0], 0, "5m").total, 100.0);
         // A counter reset (process restart): the new value counts from 0.
-        let (st, _) = e.round(T0 + 20 * S, &w.snap(T0 + 20 * S, &[("req_total{code=\"200\"}", 50.0), ("req_total{code=\"500\"}", 0.0)]));
+        let (st, _) = e.round(
+            T0 + 20 * S,
+            &w.snap(
+                T0 + 20 * S,
+                &[
+                    ("req_total{code=\"200\"}", 50.0),
+                    ("req_total{code=\"500\"}", 0.0),
+                ],
+            ),
+        );
         let w5 = window(&st[0], 0, "5m");
         assert_eq!((w5.total, w5.good), (150.0, 148.0));
         // Budget over 30d: 2 bad of 150 against 1% allowed = 1.5 allowed -> -0.333 remaining.
@@ -707,17 +929,28 @@ slos:
     fn no_traffic_is_not_no_data() {
         let mut e = engine(RATIO);
         let mut w = World::default();
-        let flat = [("req_total{code=\"200\"}", 5.0), ("req_total{code=\"500\"}", 0.0)];
+        let flat = [
+            ("req_total{code=\"200\"}", 5.0),
+            ("req_total{code=\"500\"}", 0.0),
+        ];
         e.round(T0, &w.snap(T0, &flat));
         let (st, _) = e.round(T0 + 10 * S, &w.snap(T0 + 10 * S, &flat));
         let w5 = window(&st[0], 0, "5m");
-        assert_eq!((w5.total, w5.error_ratio, w5.sli, w5.burn_rate), (0.0, None, None, 0.0));
+        assert_eq!(
+            (w5.total, w5.error_ratio, w5.sli, w5.burn_rate),
+            (0.0, None, None, 0.0)
+        );
         assert_eq!(st[0].condition, Condition::Ok);
         assert_eq!(st[0].instances[0].error_budget_remaining, 1.0);
         // No series at all: no data.
         let (st, _) = e.round(T0 + 20 * S, &w.snap(T0 + 20 * S, &[("other", 1.0)]));
         assert_eq!(st[0].condition, Condition::NoData);
-        assert!(st[0].problem.as_deref().is_some_and(|p| p.contains("req_total matches no series")));
+        assert!(
+            st[0]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("req_total matches no series"))
+        );
     }
 
     #[test]
@@ -736,18 +969,41 @@ slos:
             "service: s\nslos:\n  - name: a\n    objective: 99.9\n    window: 7d\n    group_by: [route]\n    sli: {ratio: {good: 'r_total{ok=\"1\"}', total: r_total}}\n",
         );
         let mut w = World::default();
-        e.round(T0, &w.snap(T0, &[("r_total{route=\"a\",ok=\"1\"}", 0.0), ("r_total{route=\"a\",ok=\"0\"}", 0.0)]));
+        e.round(
+            T0,
+            &w.snap(
+                T0,
+                &[
+                    ("r_total{route=\"a\",ok=\"1\"}", 0.0),
+                    ("r_total{route=\"a\",ok=\"0\"}", 0.0),
+                ],
+            ),
+        );
         let (st, _) = e.round(
             T0 + 10 * S,
-            &w.snap(T0 + 10 * S, &[("r_total{route=\"a\",ok=\"1\"}", 90.0), ("r_total{route=\"a\",ok=\"0\"}", 10.0), ("r_total{route=\"b\",ok=\"1\"}", 7.0)]),
+            &w.snap(
+                T0 + 10 * S,
+                &[
+                    ("r_total{route=\"a\",ok=\"1\"}", 90.0),
+                    ("r_total{route=\"a\",ok=\"0\"}", 10.0),
+                    ("r_total{route=\"b\",ok=\"1\"}", 7.0),
+                ],
+            ),
         );
         assert_eq!(st[0].instances.len(), 2, "route b appeared (baseline only)");
         let a = &st[0].instances[0];
         assert_eq!(a.group.get("route").map(String::as_str), Some("a"));
         let w5 = a.windows.iter().find(|x| x.window == "5m").expect("5m");
-        assert_eq!((w5.good, w5.total), (90.0, 100.0), "good-based ratio: bad = total - good");
+        assert_eq!(
+            (w5.good, w5.total),
+            (90.0, 100.0),
+            "good-based ratio: bad = total - good"
+        );
         // Route a disappears: its instance keeps its history.
-        let (st, _) = e.round(T0 + 20 * S, &w.snap(T0 + 20 * S, &[("r_total{route=\"b\",ok=\"1\"}", 9.0)]));
+        let (st, _) = e.round(
+            T0 + 20 * S,
+            &w.snap(T0 + 20 * S, &[("r_total{route=\"b\",ok=\"1\"}", 9.0)]),
+        );
         assert_eq!(window(&st[0], 0, "1h").total, 100.0);
         assert_eq!(window(&st[0], 1, "1h").total, 2.0);
     }
@@ -765,7 +1021,13 @@ slos:
     fn latency_uses_the_threshold_bucket_and_names_buckets_otherwise() {
         let mut e = engine(LATENCY);
         let mut w = World::default();
-        let b = |v1: f64, v2: f64, inf: f64| [("lat_bucket{job=\"x\",le=\"0.1\"}", v1), ("lat_bucket{job=\"x\",le=\"0.25\"}", v2), ("lat_bucket{job=\"x\",le=\"+Inf\"}", inf)];
+        let b = |v1: f64, v2: f64, inf: f64| {
+            [
+                ("lat_bucket{job=\"x\",le=\"0.1\"}", v1),
+                ("lat_bucket{job=\"x\",le=\"0.25\"}", v2),
+                ("lat_bucket{job=\"x\",le=\"+Inf\"}", inf),
+            ]
+        };
         e.round(T0, &w.snap(T0, &b(0.0, 0.0, 0.0)));
         let (st, _) = e.round(T0 + 10 * S, &w.snap(T0 + 10 * S, &b(50.0, 80.0, 100.0)));
         let w5 = window(&st[0], 0, "5m");
@@ -775,22 +1037,36 @@ slos:
         let mut e = engine(&LATENCY.replace("0.25", "0.3"));
         let (st, _) = e.round(T0, &w.snap(T0, &b(1.0, 2.0, 3.0)));
         assert_eq!(st[0].condition, Condition::Invalid);
-        assert_eq!(st[0].problem.as_deref(), Some("threshold 0.3 is not one of the histogram's buckets; the buckets are 0.1, 0.25"));
+        assert_eq!(
+            st[0].problem.as_deref(),
+            Some("threshold 0.3 is not one of the histogram's buckets; the buckets are 0.1, 0.25")
+        );
     }
 
     #[test]
     fn uptime_in_one_minute_slices() {
-        let mut e = engine("service: s\nslos:\n  - name: up\n    objective: 99\n    window: 7d\n    sli: {uptime: {selector: 'up{job=\"db\"}'}}\n");
+        let mut e = engine(
+            "service: s\nslos:\n  - name: up\n    objective: 99\n    window: 7d\n    sli: {uptime: {selector: 'up{job=\"db\"}'}}\n",
+        );
         let mut w = World::default();
         // Minute 0: up the whole time (6 rounds); minute 1: down once; minute 2 starts.
         for r in 0..6 {
-            e.round(T0 + r * 10 * S, &w.snap(T0 + r * 10 * S, &[("up{job=\"db\"}", 1.0)]));
+            e.round(
+                T0 + r * 10 * S,
+                &w.snap(T0 + r * 10 * S, &[("up{job=\"db\"}", 1.0)]),
+            );
         }
         for r in 6..12 {
             let v = if r == 8 { 0.0 } else { 1.0 };
-            e.round(T0 + r * 10 * S, &w.snap(T0 + r * 10 * S, &[("up{job=\"db\"}", v)]));
+            e.round(
+                T0 + r * 10 * S,
+                &w.snap(T0 + r * 10 * S, &[("up{job=\"db\"}", v)]),
+            );
         }
-        let (st, _) = e.round(T0 + 125 * S, &w.snap(T0 + 125 * S, &[("up{job=\"db\"}", 1.0)]));
+        let (st, _) = e.round(
+            T0 + 125 * S,
+            &w.snap(T0 + 125 * S, &[("up{job=\"db\"}", 1.0)]),
+        );
         let h = window(&st[0], 0, "1h");
         // Two finished slices: one good, one bad (target 1: any down observation spoils it).
         assert_eq!((h.good, h.total), (1.0, 2.0));
@@ -804,11 +1080,31 @@ slos:
         );
         let mut w = World::default();
         // 4 rounds in the first minute: sums 600, 1200 (bad), 900, 1001 (bad) -> ratio 0.5.
-        for (r, (a, b)) in [(300.0, 300.0), (700.0, 500.0), (450.0, 450.0), (1.0, 1000.0)].iter().enumerate() {
+        for (r, (a, b)) in [
+            (300.0, 300.0),
+            (700.0, 500.0),
+            (450.0, 450.0),
+            (1.0, 1000.0),
+        ]
+        .iter()
+        .enumerate()
+        {
             let t = T0 + r as i64 * 15 * S;
-            e.round(t, &w.snap(t, &[("lag{group=\"orders\",p=\"0\"}", *a), ("lag{group=\"orders\",p=\"1\"}", *b)]));
+            e.round(
+                t,
+                &w.snap(
+                    t,
+                    &[
+                        ("lag{group=\"orders\",p=\"0\"}", *a),
+                        ("lag{group=\"orders\",p=\"1\"}", *b),
+                    ],
+                ),
+            );
         }
-        let (st, _) = e.round(T0 + 61 * S, &w.snap(T0 + 61 * S, &[("lag{group=\"orders\",p=\"0\"}", 1.0)]));
+        let (st, _) = e.round(
+            T0 + 61 * S,
+            &w.snap(T0 + 61 * S, &[("lag{group=\"orders\",p=\"0\"}", 1.0)]),
+        );
         let h = window(&st[0], 0, "1h");
         assert_eq!(h.total, 1.0);
         assert!((h.error_ratio.expect("one slice") - 0.5).abs() < 1e-12);
@@ -820,7 +1116,9 @@ slos:
             "service: s\nslos:\n  - name: m\n    objective: 99\n    window: {calendar: month, time_zone: UTC}\n    sli: {ratio: {errors: 'e_total', total: 't_total'}}\n",
         );
         let mut w = World::default();
-        let end_of_oct = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").expect("t").timestamp_millis();
+        let end_of_oct = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .expect("t")
+            .timestamp_millis();
         let t1 = end_of_oct - 20 * 60 * S;
         e.round(t1, &w.snap(t1, &[("e_total", 0.0), ("t_total", 0.0)]));
         let t2 = end_of_oct - 10 * 60 * S;
@@ -831,8 +1129,14 @@ slos:
         let t3 = end_of_oct + 10 * S;
         let (st, p) = e.round(t3, &w.snap(t3, &[("e_total", 3.0), ("t_total", 100.0)]));
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].name.as_str(), p[0].total, p[0].good, p[0].met), ("2026-10", 100.0, 97.0, false));
-        assert!((p[0].budget_used - 3.0).abs() < 1e-9, "3 errors against 1 allowed");
+        assert_eq!(
+            (p[0].name.as_str(), p[0].total, p[0].good, p[0].met),
+            ("2026-10", 100.0, 97.0, false)
+        );
+        assert!(
+            (p[0].budget_used - 3.0).abs() < 1e-9,
+            "3 errors against 1 allowed"
+        );
         // The new month starts empty.
         assert_eq!(window(&st[0], 0, "month").total, 0.0);
     }
@@ -841,8 +1145,26 @@ slos:
     fn reconfigure_keeps_unchanged_slos_and_buckets_round_trip() {
         let mut e = engine(RATIO);
         let mut w = World::default();
-        e.round(T0, &w.snap(T0, &[("req_total{code=\"500\"}", 0.0), ("req_total{code=\"200\"}", 0.0)]));
-        e.round(T0 + 10 * S, &w.snap(T0 + 10 * S, &[("req_total{code=\"500\"}", 1.0), ("req_total{code=\"200\"}", 9.0)]));
+        e.round(
+            T0,
+            &w.snap(
+                T0,
+                &[
+                    ("req_total{code=\"500\"}", 0.0),
+                    ("req_total{code=\"200\"}", 0.0),
+                ],
+            ),
+        );
+        e.round(
+            T0 + 10 * S,
+            &w.snap(
+                T0 + 10 * S,
+                &[
+                    ("req_total{code=\"500\"}", 1.0),
+                    ("req_total{code=\"200\"}", 9.0),
+                ],
+            ),
+        );
         let dirty = e.take_dirty();
         assert_eq!(dirty.len(), 2, "one minute row and one hour row: {dirty:?}");
         // A fresh engine loaded from those rows reports the same window.

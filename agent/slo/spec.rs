@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{LocationIndex, Problem, Problems, check_label_name, deserialize_collecting, parse_duration};
+use crate::config::{
+    LocationIndex, Problem, Problems, check_label_name, deserialize_collecting, parse_duration,
+};
 use crate::store::selector::Selector;
 
 /// One rules file.
@@ -260,7 +262,7 @@ pub struct ThresholdSli {
 }
 
 /// An SLO ready to evaluate: the spec with its file's service and labels, selectors parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Slo {
     /// `service/name`, unique.
     pub id: String,
@@ -285,9 +287,18 @@ impl Slo {
     pub fn window_length(&self) -> Duration {
         match &self.spec.window {
             Window::Rolling(d) => *d,
-            Window::Calendar { unit: CalendarUnit::Week, .. } => Duration::from_secs(7 * 86_400),
-            Window::Calendar { unit: CalendarUnit::Month, .. } => Duration::from_secs(31 * 86_400),
-            Window::Calendar { unit: CalendarUnit::Quarter, .. } => Duration::from_secs(92 * 86_400),
+            Window::Calendar {
+                unit: CalendarUnit::Week,
+                ..
+            } => Duration::from_secs(7 * 86_400),
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                ..
+            } => Duration::from_secs(31 * 86_400),
+            Window::Calendar {
+                unit: CalendarUnit::Quarter,
+                ..
+            } => Duration::from_secs(92 * 86_400),
         }
     }
 }
@@ -299,22 +310,41 @@ pub const MIN_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Loads and validates the SLO files matching `globs` (relative to `base_dir`). Problems are
 /// grouped per file; a glob that matches nothing is a problem of `config_file`.
-pub fn load_rules(globs: &[String], base_dir: &Path, config_file: &str) -> Result<Vec<Slo>, Vec<Problems>> {
+pub fn load_rules(
+    globs: &[String],
+    base_dir: &Path,
+    config_file: &str,
+) -> Result<Vec<Slo>, Vec<Problems>> {
     let mut out = Vec::new();
     let mut all_problems = Vec::new();
     let mut seen_ids: HashSet<String> = HashSet::new();
     for (i, pattern) in globs.iter().enumerate() {
-        let full = if Path::new(pattern).is_relative() { base_dir.join(pattern) } else { PathBuf::from(pattern) };
+        let full = if Path::new(pattern).is_relative() {
+            base_dir.join(pattern)
+        } else {
+            PathBuf::from(pattern)
+        };
         let mut files: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => paths.filter_map(Result::ok).filter(|p| !is_test_file(p)).collect(),
+            Ok(paths) => paths
+                .filter_map(Result::ok)
+                .filter(|p| !is_test_file(p))
+                .collect(),
             Err(e) => {
-                all_problems.push(single(config_file, &format!("rules[{i}]"), format!("{pattern:?} is not a valid glob: {e}")));
+                all_problems.push(single(
+                    config_file,
+                    &format!("rules[{i}]"),
+                    format!("{pattern:?} is not a valid glob: {e}"),
+                ));
                 continue;
             }
         };
         files.sort();
         if files.is_empty() {
-            all_problems.push(single(config_file, &format!("rules[{i}]"), format!("{pattern:?} matches no file; fix the path or remove the entry")));
+            all_problems.push(single(
+                config_file,
+                &format!("rules[{i}]"),
+                format!("{pattern:?} matches no file; fix the path or remove the entry"),
+            ));
         }
         for file in files {
             match load_file(&file) {
@@ -324,7 +354,10 @@ pub fn load_rules(globs: &[String], base_dir: &Path, config_file: &str) -> Resul
                         if !seen_ids.insert(slo.id.clone()) {
                             dupes.push(Problem {
                                 path: format!("slos[{n}].name"),
-                                message: format!("SLO {} is defined twice (names are unique per service)", slo.id),
+                                message: format!(
+                                    "SLO {} is defined twice (names are unique per service)",
+                                    slo.id
+                                ),
                                 location: None,
                             });
                         }
@@ -337,29 +370,46 @@ pub fn load_rules(globs: &[String], base_dir: &Path, config_file: &str) -> Resul
                         for d in &mut dupes {
                             d.location = index.find(&d.path);
                         }
-                        all_problems.push(Problems { file: file.display().to_string(), items: dupes });
+                        all_problems.push(Problems {
+                            file: file.display().to_string(),
+                            items: dupes,
+                        });
                     }
                 }
                 Err(p) => all_problems.push(p),
             }
         }
     }
-    if all_problems.is_empty() { Ok(out) } else { Err(all_problems) }
+    if all_problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(all_problems)
+    }
 }
 
 /// `foo.test.yaml` files hold `vigil test rules` cases, not SLOs.
 fn is_test_file(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
 }
 
 fn single(file: &str, path: &str, message: String) -> Problems {
-    Problems { file: file.to_string(), items: vec![Problem { path: path.to_string(), message, location: None }] }
+    Problems {
+        file: file.to_string(),
+        items: vec![Problem {
+            path: path.to_string(),
+            message,
+            location: None,
+        }],
+    }
 }
 
 /// Loads one SLO file.
 pub fn load_file(path: &Path) -> Result<Vec<Slo>, Problems> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| single(&name, "", format!("cannot read the SLO file: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| single(&name, "", format!("cannot read the SLO file: {e}")))?;
     parse_file(&text, path)
 }
 
@@ -368,7 +418,14 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Vec<Slo>, Problems> {
     let name = path.display().to_string();
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location().map(|l| (l.line(), l.column()));
-        Problems { file: name.clone(), items: vec![Problem { path: String::new(), message: format!("invalid YAML: {e}"), location: loc }] }
+        Problems {
+            file: name.clone(),
+            items: vec![Problem {
+                path: String::new(),
+                message: format!("invalid YAML: {e}"),
+                location: loc,
+            }],
+        }
     })?;
     let mut problems = Vec::new();
     let parsed = deserialize_collecting::<RawFile>(value, &mut problems);
@@ -383,11 +440,20 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Vec<Slo>, Problems> {
                 items.push((i, spec));
             }
             for mut p in item_problems {
-                p.path = if p.path.is_empty() { format!("slos[{i}]") } else { format!("slos[{i}].{}", p.path) };
+                p.path = if p.path.is_empty() {
+                    format!("slos[{i}]")
+                } else {
+                    format!("slos[{i}].{}", p.path)
+                };
                 problems.push(p);
             }
         }
-        let file = SloFile { version: raw.version, service: raw.service, labels: raw.labels, slos: Vec::new() };
+        let file = SloFile {
+            version: raw.version,
+            service: raw.service,
+            labels: raw.labels,
+            slos: Vec::new(),
+        };
         slos = validate_file(&file, raw.slos.len(), &items, path, &mut problems);
     }
     problems.dedup();
@@ -401,7 +467,10 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Vec<Slo>, Problems> {
         }
     }
     problems.sort_by_key(|p| p.location.unwrap_or((usize::MAX, 0)));
-    Err(Problems { file: name, items: problems })
+    Err(Problems {
+        file: name,
+        items: problems,
+    })
 }
 
 /// [`SloFile`] with the SLOs still as YAML, so that each is deserialized on its own.
@@ -423,14 +492,26 @@ fn validate_file(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> Vec<Slo> {
-    let mut bad = |p: String, m: String| problems.push(Problem { path: p, message: m, location: None });
+    let mut bad = |p: String, m: String| {
+        problems.push(Problem {
+            path: p,
+            message: m,
+            location: None,
+        })
+    };
     if let Some(v) = &f.version {
         if v != "vigil/v1" {
-            bad("version".into(), format!("{v:?} is not a known version; use vigil/v1 or remove the key"));
+            bad(
+                "version".into(),
+                format!("{v:?} is not a known version; use vigil/v1 or remove the key"),
+            );
         }
     }
     if f.service.trim().is_empty() {
-        bad("service".into(), "must not be empty; it becomes the service label".into());
+        bad(
+            "service".into(),
+            "must not be empty; it becomes the service label".into(),
+        );
     }
     for k in f.labels.keys() {
         if let Err(e) = check_label_name(k) {
@@ -447,23 +528,62 @@ fn validate_file(
         let mut ok = true;
         let mut bad = |k: &str, m: String| {
             ok = false;
-            problems.push(Problem { path: if k.is_empty() { p.clone() } else { format!("{p}.{k}") }, message: m, location: None })
+            problems.push(Problem {
+                path: if k.is_empty() {
+                    p.clone()
+                } else {
+                    format!("{p}.{k}")
+                },
+                message: m,
+                location: None,
+            })
         };
-        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-            bad("name", format!("{:?} is not a valid name; use letters, digits, -, _ and .", s.name));
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bad(
+                "name",
+                format!(
+                    "{:?} is not a valid name; use letters, digits, -, _ and .",
+                    s.name
+                ),
+            );
         } else if !names.insert(s.name.clone()) {
-            bad("name", format!("{:?} is used twice in this service; SLO names must be unique", s.name));
+            bad(
+                "name",
+                format!(
+                    "{:?} is used twice in this service; SLO names must be unique",
+                    s.name
+                ),
+            );
         }
         if !(s.objective > 0.0 && s.objective < 100.0) {
-            bad("objective", format!("{} is out of range; give a percentage above 0 and below 100, e.g. 99.9", s.objective));
+            bad(
+                "objective",
+                format!(
+                    "{} is out of range; give a percentage above 0 and below 100, e.g. 99.9",
+                    s.objective
+                ),
+            );
         }
         match &s.window {
             Window::Rolling(d) if *d < MIN_WINDOW || *d > MAX_WINDOW => bad(
                 "window",
-                format!("{} is out of range; use 1h to 92d (or a calendar window)", humantime::format_duration(*d)),
+                format!(
+                    "{} is out of range; use 1h to 92d (or a calendar window)",
+                    humantime::format_duration(*d)
+                ),
             ),
             Window::Calendar { time_zone, .. } if time_zone.parse::<chrono_tz::Tz>().is_err() => {
-                bad("window.time_zone", format!("{time_zone:?} is not an IANA time zone; e.g. UTC, Europe/Berlin, America/New_York"))
+                bad(
+                    "window.time_zone",
+                    format!(
+                        "{time_zone:?} is not an IANA time zone; e.g. UTC, Europe/Berlin, America/New_York"
+                    ),
+                )
             }
             _ => {}
         }
@@ -471,7 +591,12 @@ fn validate_file(
             Some(Budgeting::Timeslices { slice, target }) => {
                 check_slice(*slice, &mut bad);
                 if !(*target > 0.0 && *target <= 1.0) {
-                    bad("budgeting.timeslices.target", format!("{target} is not a ratio; use a value above 0 and at most 1, e.g. 0.95"));
+                    bad(
+                        "budgeting.timeslices.target",
+                        format!(
+                            "{target} is not a ratio; use a value above 0 and at most 1, e.g. 0.95"
+                        ),
+                    );
                 }
             }
             Some(Budgeting::RatioTimeslices { slice }) => check_slice(*slice, &mut bad),
@@ -491,27 +616,54 @@ fn validate_file(
             bad("min_events", format!("{} must be 0 or more", s.min_events));
         }
         let mut selectors = Vec::new();
-        let mut sel = |key: &str, text: &str, bad: &mut dyn FnMut(&str, String)| match text.parse::<Selector>() {
+        let mut sel = |key: &str, text: &str, bad: &mut dyn FnMut(&str, String)| match text
+            .parse::<Selector>()
+        {
             Ok(s) => selectors.push(s),
-            Err(e) => bad(key, format!("{e}; write a series selector such as http_requests_total{{job=\"api\",code=~\"5..\"}}")),
+            Err(e) => bad(
+                key,
+                format!(
+                    "{e}; write a series selector such as http_requests_total{{job=\"api\",code=~\"5..\"}}"
+                ),
+            ),
         };
         match &s.sli {
             Sli::Ratio(r) => {
                 match (&r.errors, &r.good) {
                     (Some(e), None) => sel("sli.ratio.errors", e, &mut bad),
                     (None, Some(g)) => sel("sli.ratio.good", g, &mut bad),
-                    (Some(_), Some(_)) => bad("sli.ratio", "set either errors or good, not both".into()),
+                    (Some(_), Some(_)) => {
+                        bad("sli.ratio", "set either errors or good, not both".into())
+                    }
                     (None, None) => bad("sli.ratio", "needs errors or good, and total".into()),
                 }
                 sel("sli.ratio.total", &r.total, &mut bad);
             }
             Sli::Latency(l) => {
                 sel("sli.latency.histogram", &l.histogram, &mut bad);
-                if !l.histogram.split('{').next().unwrap_or_default().ends_with("_bucket") {
-                    bad("sli.latency.histogram", format!("{:?} should select the histogram's _bucket series, e.g. http_request_duration_seconds_bucket{{job=\"api\"}}", l.histogram));
+                if !l
+                    .histogram
+                    .split('{')
+                    .next()
+                    .unwrap_or_default()
+                    .ends_with("_bucket")
+                {
+                    bad(
+                        "sli.latency.histogram",
+                        format!(
+                            "{:?} should select the histogram's _bucket series, e.g. http_request_duration_seconds_bucket{{job=\"api\"}}",
+                            l.histogram
+                        ),
+                    );
                 }
                 if !(l.threshold > 0.0 && l.threshold.is_finite()) {
-                    bad("sli.latency.threshold", format!("{} must be a positive number of seconds equal to one of the histogram's le buckets", l.threshold));
+                    bad(
+                        "sli.latency.threshold",
+                        format!(
+                            "{} must be a positive number of seconds equal to one of the histogram's le buckets",
+                            l.threshold
+                        ),
+                    );
                 }
             }
             Sli::Uptime(u) => sel("sli.uptime.selector", &u.selector, &mut bad),
@@ -527,7 +679,10 @@ fn validate_file(
             labels.extend(s.labels.clone());
             let budgeting = s.budgeting.clone().unwrap_or(match s.sli {
                 Sli::Ratio(_) | Sli::Latency(_) => Budgeting::Occurrences,
-                Sli::Uptime(_) | Sli::Threshold(_) => Budgeting::Timeslices { slice: Duration::from_secs(60), target: 1.0 },
+                Sli::Uptime(_) | Sli::Threshold(_) => Budgeting::Timeslices {
+                    slice: Duration::from_secs(60),
+                    target: 1.0,
+                },
             });
             out.push(Slo {
                 id: format!("{}/{}", f.service, s.name),
@@ -547,7 +702,13 @@ fn validate_file(
 fn check_slice(slice: Duration, bad: &mut dyn FnMut(&str, String)) {
     let secs = slice.as_secs();
     if secs < 60 || secs % 60 != 0 || secs > 3600 || slice.subsec_nanos() != 0 {
-        bad("budgeting", format!("slice {} must be a whole number of minutes from 1m to 1h", humantime::format_duration(slice)));
+        bad(
+            "budgeting",
+            format!(
+                "slice {} must be a whole number of minutes from 1m to 1h",
+                humantime::format_duration(slice)
+            ),
+        );
     }
 }
 
@@ -592,10 +753,18 @@ slos:
         assert_eq!(slos[0].id, "shop/avail");
         assert!((slos[0].objective - 0.999).abs() < 1e-12);
         assert_eq!(slos[0].budgeting, Budgeting::Occurrences);
-        assert_eq!(slos[2].budgeting, Budgeting::Timeslices { slice: Duration::from_secs(60), target: 1.0 });
+        assert_eq!(
+            slos[2].budgeting,
+            Budgeting::Timeslices {
+                slice: Duration::from_secs(60),
+                target: 1.0
+            }
+        );
         assert_eq!(slos[3].labels.get("team").map(String::as_str), Some("b"));
         assert_eq!(slos[1].selectors.len(), 1);
-        assert!(matches!(slos[3].spec.window, Window::Calendar { unit: CalendarUnit::Week, ref time_zone } if time_zone == "UTC"));
+        assert!(
+            matches!(slos[3].spec.window, Window::Calendar { unit: CalendarUnit::Week, ref time_zone } if time_zone == "UTC")
+        );
     }
 
     #[test]
@@ -605,12 +774,42 @@ slos:
         )
         .expect_err("invalid");
         let lines: Vec<&str> = err.lines().collect();
-        assert!(lines.iter().any(|l| l.starts_with("r.yaml:4:5: slos[0].objective: 100 is out of range")), "{err}");
-        assert!(lines.iter().any(|l| l.starts_with("r.yaml:5:5: slos[0].window: 2m is out of range")), "{err}");
-        assert!(lines.iter().any(|l| l.starts_with("r.yaml:6:") && l.contains("slos[0].sli.ratio.errors: \"x{\"")), "{err}");
-        assert!(lines.iter().any(|l| l.contains("slos[1].extra: unknown key")), "{err}");
-        assert!(lines.iter().any(|l| l.contains("slos[1].name: \"a\" is used twice")), "{err}");
-        assert!(lines.iter().any(|l| l.contains("slos[1].window.time_zone: \"Mars/Olympus\" is not an IANA time zone")), "{err}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("r.yaml:4:5: slos[0].objective: 100 is out of range")),
+            "{err}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("r.yaml:5:5: slos[0].window: 2m is out of range")),
+            "{err}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("r.yaml:6:")
+                    && l.contains("slos[0].sli.ratio.errors: \"x{\"")),
+            "{err}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("slos[1].extra: unknown key")),
+            "{err}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("slos[1].name: \"a\" is used twice")),
+            "{err}"
+        );
+        assert!(
+            lines.iter().any(|l| l
+                .contains("slos[1].window.time_zone: \"Mars/Olympus\" is not an IANA time zone")),
+            "{err}"
+        );
         assert!(lines.iter().any(|l| l.contains("slos[1].sli.latency.histogram: \"lat\" should select the histogram's _bucket series")), "{err}");
     }
 }

@@ -22,6 +22,9 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// Minutes kept at minute resolution.
 pub const FINE_MINUTES: i64 = 7 * 60;
 
+/// Bucket rows as (index, counts).
+pub type Rows = Vec<(i64, Counts)>;
+
 /// A window to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -33,10 +36,21 @@ pub struct WindowSpec {
 
 /// The alerting windows every SLO reports (multi-window multi-burn-rate needs them).
 pub fn alerting_windows() -> Vec<WindowSpec> {
-    [("5m", 5), ("30m", 30), ("1h", 60), ("2h", 120), ("6h", 360), ("1d", 1440), ("3d", 4320)]
-        .into_iter()
-        .map(|(n, m)| WindowSpec { name: n.to_string(), length_ms: m * MINUTE_MS })
-        .collect()
+    [
+        ("5m", 5),
+        ("30m", 30),
+        ("1h", 60),
+        ("2h", 120),
+        ("6h", 360),
+        ("1d", 1440),
+        ("3d", 4320),
+    ]
+    .into_iter()
+    .map(|(n, m)| WindowSpec {
+        name: n.to_string(),
+        length_ms: m * MINUTE_MS,
+    })
+    .collect()
 }
 
 /// Formats a rolling window length as its label value (`30d`, `28d`, `12h`).
@@ -61,7 +75,11 @@ struct Ring {
 
 impl Ring {
     fn new(cap: usize) -> Self {
-        Self { start: 0, data: VecDeque::with_capacity(cap.min(1024)), cap }
+        Self {
+            start: 0,
+            data: VecDeque::with_capacity(cap.min(1024)),
+            cap,
+        }
     }
 
     fn end(&self) -> i64 {
@@ -113,7 +131,10 @@ impl Ring {
         if idx < self.start {
             return Counts::default();
         }
-        self.data.get((idx - self.start) as usize).copied().unwrap_or_default()
+        self.data
+            .get((idx - self.start) as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Sum of buckets with index in [from, to].
@@ -209,9 +230,15 @@ impl Buckets {
     }
 
     /// Buckets changed since the last call: (minute rows, hour rows) as (index, counts).
-    pub fn take_dirty(&mut self) -> (Vec<(i64, Counts)>, Vec<(i64, Counts)>) {
-        let m = std::mem::take(&mut self.dirty_minutes).into_iter().map(|i| (i, self.minutes.get(i))).collect();
-        let h = std::mem::take(&mut self.dirty_hours).into_iter().map(|i| (i, self.hours.get(i))).collect();
+    pub fn take_dirty(&mut self) -> (Rows, Rows) {
+        let m = std::mem::take(&mut self.dirty_minutes)
+            .into_iter()
+            .map(|i| (i, self.minutes.get(i)))
+            .collect();
+        let h = std::mem::take(&mut self.dirty_hours)
+            .into_iter()
+            .map(|i| (i, self.hours.get(i)))
+            .collect();
         (m, h)
     }
 
@@ -267,7 +294,10 @@ impl Buckets {
             } else {
                 let share = 1.0 - (start_ms.rem_euclid(HOUR_MS) as f64 / HOUR_MS as f64);
                 let h = self.hours.get(first_h);
-                c.add(Counts { bad: h.bad * share, total: h.total * share });
+                c.add(Counts {
+                    bad: h.bad * share,
+                    total: h.total * share,
+                });
             }
         }
         c
@@ -284,7 +314,8 @@ impl Buckets {
 mod tests {
     use super::*;
 
-    const T0: i64 = 1_800_000_000_000 - (1_800_000_000_000 % HOUR_MS);
+    /// An hour boundary.
+    const T0: i64 = 1_800_000_000_000;
 
     fn c(bad: f64, total: f64) -> Counts {
         Counts { bad, total }
@@ -295,7 +326,11 @@ mod tests {
         let mut b = Buckets::new(Duration::from_secs(30 * 86400));
         // One event per minute for 10 minutes, the last 3 bad.
         for i in 0..10 {
-            b.add(T0 + i * MINUTE_MS + 1000, T0 + i * MINUTE_MS + 1000, c(if i >= 7 { 1.0 } else { 0.0 }, 1.0));
+            b.add(
+                T0 + i * MINUTE_MS + 1000,
+                T0 + i * MINUTE_MS + 1000,
+                c(if i >= 7 { 1.0 } else { 0.0 }, 1.0),
+            );
         }
         let now = T0 + 9 * MINUTE_MS + 30_000;
         let s = b.sums(now, &[5 * MINUTE_MS, 30 * MINUTE_MS, 24 * HOUR_MS]);
@@ -303,7 +338,10 @@ mod tests {
         assert_eq!(s[1], c(3.0, 10.0));
         assert_eq!(s[2], c(3.0, 10.0));
         // The same round again uses the cache and gives the same answer.
-        assert_eq!(b.sums(now, &[5 * MINUTE_MS, 30 * MINUTE_MS, 24 * HOUR_MS]), s);
+        assert_eq!(
+            b.sums(now, &[5 * MINUTE_MS, 30 * MINUTE_MS, 24 * HOUR_MS]),
+            s
+        );
     }
 
     #[test]
@@ -317,7 +355,10 @@ mod tests {
         // 23 hours later it is still inside.
         let mut b2 = Buckets::new(Duration::from_secs(86400));
         b2.add(T0, T0, c(1.0, 100.0));
-        assert_eq!(b2.sums(T0 + 23 * HOUR_MS, &[24 * HOUR_MS])[0], c(1.0, 100.0));
+        assert_eq!(
+            b2.sums(T0 + 23 * HOUR_MS, &[24 * HOUR_MS])[0],
+            c(1.0, 100.0)
+        );
     }
 
     #[test]
@@ -339,7 +380,10 @@ mod tests {
         let mut b = Buckets::new(Duration::from_secs(3 * 3600));
         b.add(T0, T0, c(1.0, 1.0));
         let much_later = T0 + 400 * HOUR_MS;
-        assert_eq!(b.sums(much_later, &[5 * MINUTE_MS, 3 * HOUR_MS + 1]), vec![Counts::default(); 2]);
+        assert_eq!(
+            b.sums(much_later, &[5 * MINUTE_MS, 3 * HOUR_MS + 1]),
+            vec![Counts::default(); 2]
+        );
     }
 
     #[test]
@@ -352,9 +396,15 @@ mod tests {
         let now = T0 + 47 * HOUR_MS + 50 * MINUTE_MS;
         assert_eq!(b.since(T0 + 24 * HOUR_MS, now), c(0.0, 240.0));
         // A half-hour offset zone: the start cuts an hour; the minute buckets still cover it.
-        assert_eq!(b.since(T0 + 44 * HOUR_MS + 30 * MINUTE_MS, now), c(0.0, 40.0));
+        assert_eq!(
+            b.since(T0 + 44 * HOUR_MS + 30 * MINUTE_MS, now),
+            c(0.0, 40.0)
+        );
         // Older than the minute ring: pro rata (half of the cut hour's 10 events).
-        assert_eq!(b.since(T0 + 10 * HOUR_MS + 30 * MINUTE_MS, now), c(0.0, 375.0));
+        assert_eq!(
+            b.since(T0 + 10 * HOUR_MS + 30 * MINUTE_MS, now),
+            c(0.0, 375.0)
+        );
     }
 
     #[test]

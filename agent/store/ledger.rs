@@ -60,6 +60,34 @@ pub struct AgentRun {
     pub stopped_at_ms: Option<i64>,
 }
 
+/// One bucket row: (slo id, group key, resolution seconds, start index, bad, total).
+pub type BucketRow = (String, String, i64, i64, f64, f64);
+
+/// A completed calendar period as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodRow {
+    /// SLO id.
+    pub slo: String,
+    /// Group key.
+    pub grp: String,
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End (exclusive), ms.
+    pub end_ms: i64,
+    /// Name (`2026-11`).
+    pub name: String,
+    /// Good events.
+    pub good: f64,
+    /// All events.
+    pub total: f64,
+    /// Objective ratio.
+    pub objective: f64,
+    /// Met or not.
+    pub met: bool,
+    /// Share of the budget used.
+    pub budget_used: f64,
+}
+
 /// A handle to the ledger (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -207,6 +235,143 @@ impl Ledger {
             })
     }
 
+    /// Writes one evaluation round in one transaction: bucket rows of this agent (upserted),
+    /// completed periods, and the run's heartbeat.
+    pub async fn write_round(
+        &self,
+        agent_id: &str,
+        buckets: &[BucketRow],
+        periods: &[PeriodRow],
+        heartbeat: (i64, i64),
+    ) -> Result<(), LedgerError> {
+        let q = |what| move |source| LedgerError::Query { what, source };
+        let mut tx = self.pool.begin().await.map_err(q("begin round"))?;
+        for (slo, grp, res, idx, bad, total) in buckets {
+            sqlx::query(
+                "INSERT INTO slo_buckets (slo, grp, agent_id, resolution_s, start_idx, bad, total)                  VALUES ($1, $2, $3, $4, $5, $6, $7)                  ON CONFLICT (slo, grp, agent_id, resolution_s, start_idx)                  DO UPDATE SET bad = excluded.bad, total = excluded.total",
+            )
+            .bind(slo)
+            .bind(grp)
+            .bind(agent_id)
+            .bind(res)
+            .bind(idx)
+            .bind(bad)
+            .bind(total)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("write bucket"))?;
+        }
+        for p in periods {
+            sqlx::query(
+                "INSERT INTO slo_periods (slo, grp, start_ms, end_ms, name, good, total, objective, met, budget_used)                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (slo, grp, start_ms) DO NOTHING",
+            )
+            .bind(&p.slo)
+            .bind(&p.grp)
+            .bind(p.start_ms)
+            .bind(p.end_ms)
+            .bind(&p.name)
+            .bind(p.good)
+            .bind(p.total)
+            .bind(p.objective)
+            .bind(i64::from(p.met))
+            .bind(p.budget_used)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("write period"))?;
+        }
+        sqlx::query(
+            "UPDATE agent_runs SET last_seen_ms = $1 WHERE agent_id = $2 AND started_at_ms = $3",
+        )
+        .bind(heartbeat.1)
+        .bind(agent_id)
+        .bind(heartbeat.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("heartbeat"))?;
+        tx.commit().await.map_err(q("commit round"))?;
+        Ok(())
+    }
+
+    /// Bucket rows newer than the given start indices (minute rows from `min_minute`, hour
+    /// rows from `min_hour`), summed over `agents` (None: every agent), for loading at start.
+    pub async fn load_buckets(
+        &self,
+        min_minute: i64,
+        min_hour: i64,
+        agent: Option<&str>,
+    ) -> Result<Vec<BucketRow>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT slo, grp, resolution_s, start_idx, SUM(bad), SUM(total) FROM slo_buckets              WHERE ((resolution_s = 60 AND start_idx >= $1) OR (resolution_s = 3600 AND start_idx >= $2))              AND ($3 = '' OR agent_id = $3)              GROUP BY slo, grp, resolution_s, start_idx",
+        )
+        .bind(min_minute)
+        .bind(min_hour)
+        .bind(agent.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query { what: "load buckets", source })?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| LedgerError::Query {
+                what: "decode buckets",
+                source,
+            })
+    }
+
+    /// Deletes bucket rows older than the given indices (retention).
+    pub async fn prune_buckets(&self, min_minute: i64, min_hour: i64) -> Result<u64, LedgerError> {
+        let r = sqlx::query(
+            "DELETE FROM slo_buckets WHERE (resolution_s = 60 AND start_idx < $1) OR (resolution_s = 3600 AND start_idx < $2)",
+        )
+        .bind(min_minute)
+        .bind(min_hour)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query { what: "prune buckets", source })?;
+        Ok(r.rows_affected())
+    }
+
+    /// Completed periods of `slo`, newest first.
+    pub async fn periods(&self, slo: &str, limit: i64) -> Result<Vec<PeriodRow>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT slo, grp, start_ms, end_ms, name, good, total, objective, met, budget_used FROM slo_periods              WHERE slo = $1 ORDER BY start_ms DESC LIMIT $2",
+        )
+        .bind(slo)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| LedgerError::Query { what: "list periods", source })?;
+        rows.iter()
+            .map(|r| {
+                Ok(PeriodRow {
+                    slo: r.try_get(0)?,
+                    grp: r.try_get(1)?,
+                    start_ms: r.try_get(2)?,
+                    end_ms: r.try_get(3)?,
+                    name: r.try_get(4)?,
+                    good: r.try_get(5)?,
+                    total: r.try_get(6)?,
+                    objective: r.try_get(7)?,
+                    met: r.try_get::<i64, _>(8)? != 0,
+                    budget_used: r.try_get(9)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| LedgerError::Query {
+                what: "decode periods",
+                source,
+            })
+    }
+
     /// Closes the pool, waiting for in-flight writes.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -223,10 +388,10 @@ pub fn redact_url(url: &str) -> String {
         None => (rest, ""),
     };
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
         None => url.to_string(),
     }
 }
@@ -242,6 +407,7 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
