@@ -56,6 +56,22 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Run unit tests.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestCommand {
+    /// Unit-test SLO specs: feed input series (promtool notation) to the engine and check the
+    /// SLI, burn rates and budget at given times. Exits 0 when every test passes, 1 when not.
+    Rules {
+        /// Test files (`rules/*.test.yaml`).
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +128,9 @@ fn main() -> ExitCode {
         Command::Check {
             what: CheckCommand::Metrics { format, file },
         } => check_metrics(format, file),
+        Command::Test {
+            what: TestCommand::Rules { files },
+        } => test_rules(files),
         Command::Run { config } => {
             init_logging(&cli.log_level, cli.log_format);
             run(ConfigSource::resolve(config))
@@ -218,5 +237,31 @@ fn check_metrics(format: MetricsFormat, file: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn test_rules(files: Vec<PathBuf>) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        println!("Unit Testing: {}", file.display());
+        match vigil::slo::testing::run_file(&file) {
+            Ok(failures) if failures.is_empty() => println!("  SUCCESS"),
+            Ok(failures) => {
+                failed = true;
+                println!("  FAILED:");
+                for f in failures {
+                    println!("    {f}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("  FAILED:\n    {e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod engine;
 pub mod manager;
 pub mod spec;
+pub mod testing;
 pub mod window;
 
 pub use manager::SloManager;
