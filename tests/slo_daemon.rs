@@ -11,6 +11,10 @@ use common::{Daemon, eventually, http_post, metric_value, write_config};
 use serde_json::Value;
 
 fn demo_with_rules(dir: &std::path::Path) -> std::path::PathBuf {
+    demo_with_rules_and(dir, "")
+}
+
+fn demo_with_rules_and(dir: &std::path::Path, extra_agent: &str) -> std::path::PathBuf {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -21,14 +25,23 @@ fn demo_with_rules(dir: &std::path::Path) -> std::path::PathBuf {
         dir.join("rules/demo.yaml"),
     )
     .expect("copy rules");
-    write_config(
+    let config = write_config(
         dir,
         &format!(
             "demo:\n  enabled: true\n  listen: 127.0.0.1:{port}\n  requests_per_second: 300\n  error_rate: 0\n\
              scrape:\n  targets:\n    - job: demo\n      urls: [http://127.0.0.1:{port}/metrics]\n      interval: 1s\n      timeout: 900ms\n\
              rules: [rules/*.yaml]\n"
         ),
-    )
+    );
+    if !extra_agent.is_empty() {
+        let text = std::fs::read_to_string(&config).expect("read");
+        std::fs::write(
+            &config,
+            text.replacen("agent:\n", &format!("agent:\n{extra_agent}"), 1),
+        )
+        .expect("write");
+    }
+    config
 }
 
 fn slo(d: &Daemon, name: &str) -> Option<Value> {
@@ -137,5 +150,59 @@ fn demo_slos_burn_and_survive_kill_9() {
     assert_eq!(
         metric_value(&m, "vigil_ledger_write_failures_total"),
         Some(0.0)
+    );
+}
+
+/// The same continuity on a shared Postgres ledger (agent.ledger_url_env), with a unique agent id
+/// so that runs do not see each other's buckets.
+#[test]
+fn budgets_survive_kill_9_on_postgres() {
+    let pg = common::service("VIGIL_TEST_PG_URL", "PostgreSQL");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("pg-restart-{}-{}", std::process::id(), fastrand::u32(..));
+    let config = demo_with_rules_and(
+        dir.path(),
+        &format!("  id: {id}\n  ledger_url_env: VIGIL_TEST_LEDGER_URL\n"),
+    );
+    let env = [("VIGIL_TEST_LEDGER_URL", pg.as_str())];
+    let mut d = Daemon::start_with_env(&config, &env);
+    assert!(
+        d.log_text().contains("postgres://vigil:***@"),
+        "the ledger URL is logged without its password:\n{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text().contains("vigil:vigil@"),
+        "password in the log:\n{}",
+        d.log_text()
+    );
+    let before = eventually(
+        Duration::from_secs(30),
+        "events in the Postgres ledger",
+        || {
+            let s = slo(&d, "availability")?;
+            let t = window_total(&s, "30d");
+            (t > 1000.0).then_some(t)
+        },
+    );
+    // Let one more round reach the ledger, then kill -9.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = before.max(window_total(&slo(&d, "availability").expect("slo"), "30d") - 400.0);
+    d.signal("KILL");
+    let _ = d.wait_exit(Duration::from_secs(5));
+    let d2 = Daemon::start_with_env(&config, &env);
+    let (after, own) = eventually(Duration::from_secs(20), "restored from Postgres", || {
+        let s = slo(&d2, "availability")?;
+        let t = window_total(&s, "30d");
+        let own = s["status"]["instances"][0]["events_total"].as_f64()?;
+        (t > 0.0).then_some((t, own))
+    });
+    assert!(
+        after >= before,
+        "30d total {after} after restart, at least {before} before kill -9"
+    );
+    assert!(
+        after > own + 400.0,
+        "restored total {after} must exceed what the new process counted ({own})"
     );
 }
