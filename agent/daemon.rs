@@ -129,6 +129,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         agent_id.clone(),
         started_ms,
         readiness.clone(),
+        config.agent.role,
     )
     .await?;
 
@@ -217,6 +218,7 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         (old.agent.listen != new.agent.listen, "agent.listen"),
         (old.agent.data_dir != new.agent.data_dir, "agent.data_dir"),
         (old.agent.id != new.agent.id, "agent.id"),
+        (old.agent.role != new.agent.role, "agent.role"),
         (old.demo.enabled != new.demo.enabled, "demo.enabled"),
         (
             old.agent.ledger_url != new.agent.ledger_url

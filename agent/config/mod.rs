@@ -92,6 +92,12 @@ pub struct AgentConfig {
     /// How long SIGTERM/SIGINT wait for in-flight work before the process exits anyway.
     #[serde(default = "default_grace", deserialize_with = "duration")]
     pub shutdown_grace_period: Duration,
+    /// What this agent does with SLOs: `standalone` (collect, evaluate, serve), `node` (collect
+    /// and write partial buckets to a shared ledger; evaluate nothing) or `aggregator` (evaluate
+    /// the sum of every node's buckets from the shared ledger). node and aggregator need a
+    /// shared Postgres ledger.
+    #[serde(default)]
+    pub role: Role,
     /// Ledger database URL without a password (`postgres://vigil@db/vigil`; the password then
     /// comes from PGPASSWORD). Default: SQLite `vigil.db` in `data_dir`.
     #[serde(default)]
@@ -113,11 +119,25 @@ impl Default for AgentConfig {
             external_labels: BTreeMap::new(),
             id: None,
             shutdown_grace_period: default_grace(),
+            role: Role::Standalone,
             ledger_url: None,
             ledger_url_env: None,
             ledger_url_file: None,
         }
     }
+}
+
+/// `agent.role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Collects, evaluates and serves on its own.
+    #[default]
+    Standalone,
+    /// Collects and writes partial SLO buckets to the shared ledger.
+    Node,
+    /// Evaluates SLOs over the sum of all nodes' buckets.
+    Aggregator,
 }
 
 /// `demo:` section.
@@ -452,6 +472,21 @@ impl Config {
                     "must not be empty; remove the key to use the host name".into(),
                 );
             }
+        }
+        let shared = a
+            .ledger_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+            || a.ledger_url_env.is_some()
+            || a.ledger_url_file.is_some();
+        if a.role != Role::Standalone && !shared {
+            bad(
+                "agent.role",
+                format!(
+                    "{} needs a ledger shared with the other agents; set agent.ledger_url_env (or _file) to a Postgres URL",
+                    format!("{:?}", a.role).to_lowercase()
+                ),
+            );
         }
         let ledger_keys = [
             a.ledger_url.is_some(),

@@ -492,6 +492,25 @@ impl Engine {
         (statuses, periods)
     }
 
+    /// A round for the aggregator: no samples, only the buckets loaded from the shared ledger.
+    pub fn round_buckets_only(&mut self, now_ms: i64) -> (Vec<SloStatus>, Vec<PeriodRecord>) {
+        let mut statuses = Vec::with_capacity(self.slos.len());
+        let mut periods = Vec::new();
+        for st in &mut self.slos {
+            if st.instances.is_empty() {
+                st.condition = Condition::NoData;
+                st.problem =
+                    Some("no node has written events for this SLO to the shared ledger yet".into());
+            } else {
+                st.condition = Condition::Ok;
+                st.problem = None;
+            }
+            periods.extend(close_periods(st, now_ms));
+            statuses.push(status_of(st, now_ms));
+        }
+        (statuses, periods)
+    }
+
     fn good_based(&self, i: usize) -> bool {
         match &self.slos[i].slo.spec.sli {
             Sli::Ratio(r) => r.good.is_some(),

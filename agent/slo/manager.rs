@@ -19,6 +19,7 @@ use super::spec::{MAX_WINDOW, Slo};
 use super::window::{FINE_MINUTES, HOUR_MS, MINUTE_MS};
 use crate::api::Readiness;
 use crate::api::metrics::{MetricsSource, MetricsWriter};
+use crate::config::Role;
 use crate::store::ledger::{BucketRow, Ledger, PeriodRow};
 use crate::store::series::SeriesStore;
 
@@ -44,6 +45,7 @@ struct Inner {
     ledger_failures: AtomicU64,
     ledger_writes: AtomicU64,
     last_prune_hour: AtomicU64,
+    role: Role,
 }
 
 /// Evaluates SLOs (cheap to clone: a handle).
@@ -68,6 +70,7 @@ impl SloManager {
         agent_id: String,
         started_ms: i64,
         readiness: Arc<Readiness>,
+        role: Role,
     ) -> Result<Self, crate::store::ledger::LedgerError> {
         readiness.require(READY_EVALUATION);
         let mut engine = Engine::new(slos.clone());
@@ -76,7 +79,13 @@ impl SloManager {
             .load_buckets(
                 now.div_euclid(MINUTE_MS) - FINE_MINUTES,
                 now.div_euclid(HOUR_MS) - MAX_WINDOW.as_secs() as i64 / 3600 - 24,
-                Some(&agent_id),
+                // A standalone agent or a node continues its own buckets; the aggregator sums
+                // everyone's.
+                if role == Role::Aggregator {
+                    None
+                } else {
+                    Some(agent_id.as_str())
+                },
             )
             .await?;
         let restored = rows.len();
@@ -111,6 +120,7 @@ impl SloManager {
                 ledger_failures: AtomicU64::new(0),
                 ledger_writes: AtomicU64::new(0),
                 last_prune_hour: AtomicU64::new(0),
+                role,
             }),
         })
     }
@@ -148,13 +158,56 @@ impl SloManager {
     /// One evaluation round at `now`.
     pub async fn round_once(&self, now: i64) {
         let start = Instant::now();
-        let snapshots = self.inner.store.snapshots();
-        let (statuses, periods, dirty) = {
-            let Ok(mut engine) = self.inner.engine.lock() else {
-                return;
-            };
-            let (s, p) = engine.round(now, &snapshots);
-            (s, p, engine.take_dirty())
+        let (statuses, periods, dirty) = match self.inner.role {
+            Role::Aggregator => {
+                // Every node's recent buckets, summed: the last minutes are still being written.
+                let recent = self
+                    .inner
+                    .ledger
+                    .load_buckets(
+                        now.div_euclid(MINUTE_MS) - 10,
+                        now.div_euclid(HOUR_MS) - 1,
+                        None,
+                    )
+                    .await;
+                let Ok(mut engine) = self.inner.engine.lock() else {
+                    return;
+                };
+                match recent {
+                    Ok(rows) => {
+                        for (slo, grp, res, idx, bad, total) in rows {
+                            engine.load_bucket(
+                                &slo,
+                                &grp,
+                                res,
+                                idx,
+                                super::budget::Counts { bad, total },
+                            );
+                        }
+                    }
+                    Err(err) => {
+                        self.inner.ledger_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %err, "cannot read the nodes' buckets from the shared ledger; evaluating what is known");
+                    }
+                }
+                let (s, p) = engine.round_buckets_only(now);
+                let _ = engine.take_dirty();
+                (s, p, Vec::new())
+            }
+            Role::Standalone | Role::Node => {
+                let snapshots = self.inner.store.snapshots();
+                let Ok(mut engine) = self.inner.engine.lock() else {
+                    return;
+                };
+                let (s, p) = engine.round(now, &snapshots);
+                // A node only contributes buckets; the aggregator evaluates and reports.
+                let (s, p) = if self.inner.role == Role::Node {
+                    (Vec::new(), Vec::new())
+                } else {
+                    (s, p)
+                };
+                (s, p, engine.take_dirty())
+            }
         };
         if let Ok(mut pending) = self.inner.pending.lock() {
             for (slo, grp, res, idx, c) in dirty {
