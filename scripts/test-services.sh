@@ -39,6 +39,8 @@ SYS_PYTHON=/usr/bin/python3            # Debian's python: the one python3-aiosmt
 VENV=$STATE/venv
 VENV_PY=$VENV/bin/python
 KAFKA_PYTHON_VERSION=3.0.12
+# Reference parser for the exposition differential test (tests/exposition_diff.rs).
+PROMETHEUS_CLIENT_VERSION=0.26.0
 TANSU_VERSION=0.6.0
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 TANSU=$CARGO_BIN/tansu
@@ -162,14 +164,14 @@ install_packages() {
 }
 
 install_venv() {
-  if [ -x "$VENV_PY" ] && "$VENV_PY" -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" >/dev/null 2>&1; then
+  if [ -x "$VENV_PY" ] && "$VENV_PY" -c "import kafka, prometheus_client, importlib.metadata as m, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION' or m.version('prometheus-client') != '$PROMETHEUS_CLIENT_VERSION')" >/dev/null 2>&1; then
     return 0
   fi
-  say "creating python venv $VENV with kafka-python==$KAFKA_PYTHON_VERSION (log: $INSTALL_LOG)"
+  say "creating python venv $VENV with kafka-python==$KAFKA_PYTHON_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION (log: $INSTALL_LOG)"
   local rc=0
   {
     [ -x "$VENV_PY" ] || python3 -m venv "$VENV"
-    "$VENV_PY" -m pip install --disable-pip-version-check -q "kafka-python==$KAFKA_PYTHON_VERSION"
+    "$VENV_PY" -m pip install --disable-pip-version-check -q "kafka-python==$KAFKA_PYTHON_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
   } >>"$INSTALL_LOG" 2>&1 </dev/null || rc=$?
   if [ $rc -ne 0 ]; then
     printf 'test-services: ERROR: creating venv / pip install kafka-python failed (exit %s)\n' "$rc" >&2

@@ -108,6 +108,8 @@ struct Point {
     ts: Option<i64>,
     last_le: Option<f64>,
     last_bucket: Option<f64>,
+    /// Lowest `le` seen: a histogram with a negative threshold must not have a `_sum`.
+    min_le: Option<f64>,
     inf: Option<f64>,
     count: Option<(f64, usize, usize)>,
     sum: Option<(usize, usize)>,
@@ -606,6 +608,7 @@ impl<'a> Validator<'a> {
                             .last_le
                             .replace(point.last_le.map_or(lef, |p| p.max(lef)));
                         let prev_bucket = point.last_bucket.replace(v);
+                        point.min_le = Some(point.min_le.map_or(lef, |m| m.min(lef)));
                         if lef == f64::INFINITY {
                             point.inf = Some(v);
                         }
@@ -677,6 +680,25 @@ impl<'a> Validator<'a> {
                         point.sum = Some((line, cols.name));
                         if om && v.is_nan() {
                             return Err(at(value_col, format!("{name} must not be NaN")));
+                        }
+                        // OpenMetrics: a histogram's Sum must not be negative, and a histogram
+                        // with a negative bucket threshold must not have a Sum at all (gauge
+                        // histograms may go negative).
+                        if om && suffix == "_sum" {
+                            if point.min_le.is_some_and(|m| m < 0.0) {
+                                return Err(at(
+                                    cols.name,
+                                    format!(
+                                        "{name}: a histogram with a negative bucket threshold must not have a _sum"
+                                    ),
+                                ));
+                            }
+                            if v < 0.0 {
+                                return Err(at(
+                                    value_col,
+                                    format!("{name} must not be negative, not {}", fmt_num(v)),
+                                ));
+                            }
                         }
                     }
                     _ => {}
