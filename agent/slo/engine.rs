@@ -168,6 +168,11 @@ struct MatchEntry {
 /// The engine.
 pub struct Engine {
     slos: Vec<SloState>,
+    /// SLOs whose selectors fix a metric name, by that name: a new series is matched only
+    /// against the SLOs that can use it, not against all of them.
+    by_name: HashMap<String, Vec<usize>>,
+    /// SLOs with a selector that does not fix the metric name.
+    unnamed: Vec<usize>,
     counters: HashMap<u64, CounterTrack>,
     matches: HashMap<u64, MatchEntry>,
     round: u64,
@@ -285,11 +290,38 @@ impl SloState {
 impl Engine {
     /// An engine for `slos`.
     pub fn new(slos: Vec<Arc<Slo>>) -> Self {
-        Self {
+        let mut e = Self {
             slos: slos.into_iter().map(SloState::new).collect(),
+            by_name: HashMap::new(),
+            unnamed: Vec::new(),
             counters: HashMap::new(),
             matches: HashMap::new(),
             round: 0,
+        };
+        e.index();
+        e
+    }
+
+    fn index(&mut self) {
+        self.by_name.clear();
+        self.unnamed.clear();
+        for (i, st) in self.slos.iter().enumerate() {
+            let mut names: Vec<&str> = Vec::new();
+            let mut any_unnamed = false;
+            for sel in &st.slo.selectors {
+                match sel.metric_name() {
+                    Some(n) => names.push(n),
+                    None => any_unnamed = true,
+                }
+            }
+            if any_unnamed {
+                self.unnamed.push(i);
+            }
+            names.sort_unstable();
+            names.dedup();
+            for n in names {
+                self.by_name.entry(n.to_string()).or_default().push(i);
+            }
         }
     }
 
@@ -308,6 +340,7 @@ impl Engine {
             })
             .collect();
         self.matches.clear();
+        self.index();
     }
 
     /// The SLOs, in order.
@@ -369,7 +402,10 @@ impl Engine {
         let mut gauges: Vec<BTreeMap<Vec<String>, Vec<f64>>> = vec![BTreeMap::new(); n];
         let mut up_by_job: HashMap<String, f64> = HashMap::new();
 
-        for (_, snap) in snapshots {
+        // Without SLOs there is nothing to match (and a node scraping many targets should not pay
+        // for walking them).
+        let walk = if n == 0 { &[][..] } else { snapshots };
+        for (_, snap) in walk {
             for sample in &snap.samples {
                 let labels = &sample.series.labels;
                 if labels.name() == "up" {
@@ -380,9 +416,16 @@ impl Engine {
                 }
                 let id = sample.series.id;
                 let slos = &self.slos;
-                let entry = self.matches.entry(id).or_insert_with(|| MatchEntry {
-                    roles: roles_of(slos, labels),
-                    seen_round: round,
+                let (by_name, unnamed) = (&self.by_name, &self.unnamed);
+                let entry = self.matches.entry(id).or_insert_with(|| {
+                    let named = by_name.get(labels.name()).map(Vec::as_slice).unwrap_or(&[]);
+                    let mut candidates: Vec<usize> = named.iter().chain(unnamed).copied().collect();
+                    candidates.sort_unstable();
+                    candidates.dedup();
+                    MatchEntry {
+                        roles: roles_of(slos, &candidates, labels),
+                        seen_round: round,
+                    }
                 });
                 entry.seen_round = round;
                 if entry.roles.is_empty() {
@@ -571,9 +614,10 @@ fn counter_delta(
     }
 }
 
-fn roles_of(slos: &[SloState], labels: &LabelSet) -> Vec<(usize, Role)> {
+fn roles_of(slos: &[SloState], candidates: &[usize], labels: &LabelSet) -> Vec<(usize, Role)> {
     let mut out = Vec::new();
-    for (i, st) in slos.iter().enumerate() {
+    for &i in candidates {
+        let st = &slos[i];
         let sels = &st.slo.selectors;
         match &st.slo.spec.sli {
             Sli::Ratio(r) => {

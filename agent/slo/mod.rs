@@ -6,6 +6,7 @@ pub mod budget;
 pub mod calendar;
 pub mod engine;
 pub mod manager;
+pub mod openslo;
 pub mod spec;
 pub mod testing;
 pub mod window;

@@ -1,4 +1,5 @@
-//! SLO specs: the YAML in `rules/*.yaml` (close to Sloth's `prometheus/v1`, with series selectors
+//! SLO specs: the YAML in `rules/*.yaml` (OpenSLO v1 files are accepted too, see
+//! [`super::openslo`]) (close to Sloth's `prometheus/v1`, with series selectors
 //! instead of raw PromQL), loaded and validated with every problem reported at once as
 //! `<file>:<line>:<col>: <yaml.path>: <what is wrong; what to do>`.
 //!
@@ -415,6 +416,9 @@ pub fn load_file(path: &Path) -> Result<Vec<Slo>, Problems> {
 
 /// Parses and validates the text of one SLO file.
 pub fn parse_file(text: &str, path: &Path) -> Result<Vec<Slo>, Problems> {
+    if super::openslo::is_openslo(text) {
+        return super::openslo::parse_openslo_slos(text, path);
+    }
     let name = path.display().to_string();
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location().map(|l| (l.line(), l.column()));
