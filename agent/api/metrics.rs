@@ -74,16 +74,9 @@ impl MetricsWriter {
     }
 }
 
-/// Escapes `\`, `"` and newline in a label value.
+/// Escapes `\`, `"` and newline in a label value (the exposition renderer's escaping).
 pub fn escape_label_value(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    crate::scrape::exposition::render::escape_label_value(out, v);
 }
 
 /// Formats a sample value the way Prometheus' text format does.

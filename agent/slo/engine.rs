@@ -173,6 +173,8 @@ pub struct Engine {
     by_name: HashMap<String, Vec<usize>>,
     /// SLOs with a selector that does not fix the metric name.
     unnamed: Vec<usize>,
+    /// SLO index by id, for loading ledger rows.
+    by_id: HashMap<String, usize>,
     counters: HashMap<u64, CounterTrack>,
     matches: HashMap<u64, MatchEntry>,
     round: u64,
@@ -294,6 +296,7 @@ impl Engine {
             slos: slos.into_iter().map(SloState::new).collect(),
             by_name: HashMap::new(),
             unnamed: Vec::new(),
+            by_id: HashMap::new(),
             counters: HashMap::new(),
             matches: HashMap::new(),
             round: 0,
@@ -305,6 +308,12 @@ impl Engine {
     fn index(&mut self) {
         self.by_name.clear();
         self.unnamed.clear();
+        self.by_id = self
+            .slos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.slo.id.clone(), i))
+            .collect();
         for (i, st) in self.slos.iter().enumerate() {
             let mut names: Vec<&str> = Vec::new();
             let mut any_unnamed = false;
@@ -350,7 +359,7 @@ impl Engine {
 
     /// Loads a bucket row from the ledger (`resolution_s` 60 or 3600; `idx` = start / resolution).
     pub fn load_bucket(&mut self, slo: &str, group: &str, resolution_s: i64, idx: i64, c: Counts) {
-        let Some(st) = self.slos.iter_mut().find(|s| s.slo.id == slo) else {
+        let Some(st) = self.by_id.get(slo).and_then(|&i| self.slos.get_mut(i)) else {
             return;
         };
         let values: Vec<String> = serde_json::from_str(group).unwrap_or_default();

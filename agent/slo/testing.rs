@@ -306,18 +306,7 @@ fn run_case(
         };
         let tol = exp.tolerance.unwrap_or(1e-9);
         let mut check = |what: &str, want: Option<f64>, got: Option<f64>| {
-            let ok = match (want, got) {
-                (None, None) => true,
-                (Some(w), Some(g)) => (w - g).abs() <= tol * w.abs().max(1.0),
-                _ => false,
-            };
-            if !ok {
-                failures.push(format!(
-                    "{label}: {what} expected {}, got {}",
-                    fmt(want),
-                    fmt(got)
-                ));
-            }
+            failures.extend(mismatch(&label, what, want, got, tol));
         };
         if let Some(b) = exp.error_budget_remaining {
             check(
@@ -337,18 +326,7 @@ fn run_case(
             };
             let label = format!("{label}, window {wname}");
             let mut check = |what: &str, want: Option<f64>, got: Option<f64>| {
-                let ok = match (want, got) {
-                    (None, None) => true,
-                    (Some(x), Some(g)) => (x - g).abs() <= tol * x.abs().max(1.0),
-                    _ => false,
-                };
-                if !ok {
-                    failures.push(format!(
-                        "{label}: {what} expected {}, got {}",
-                        fmt(want),
-                        fmt(got)
-                    ));
-                }
+                failures.extend(mismatch(&label, what, want, got, tol));
             };
             if let Some(v) = exp.sli {
                 check("sli", v, w.sli);
@@ -368,6 +346,22 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// A failure message when `got` is not `want` within the relative tolerance (None = no traffic).
+fn mismatch(
+    label: &str,
+    what: &str,
+    want: Option<f64>,
+    got: Option<f64>,
+    tol: f64,
+) -> Option<String> {
+    let ok = match (want, got) {
+        (None, None) => true,
+        (Some(w), Some(g)) => (w - g).abs() <= tol * w.abs().max(1.0),
+        _ => false,
+    };
+    (!ok).then(|| format!("{label}: {what} expected {}, got {}", fmt(want), fmt(got)))
 }
 
 fn fmt(v: Option<f64>) -> String {

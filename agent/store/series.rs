@@ -12,6 +12,14 @@ use std::sync::{Arc, RwLock};
 
 use super::selector::Selector;
 
+/// The value of `name` in pairs sorted by name.
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .binary_search_by(|(k, _)| k.as_str().cmp(name))
+        .ok()
+        .map(|i| pairs[i].1.as_str())
+}
+
 /// A sorted set of label pairs, `__name__` included.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct LabelSet(Vec<(String, String)>);
@@ -31,10 +39,7 @@ impl LabelSet {
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        lookup(&self.0, name)
     }
 
     /// The metric name (`__name__`), or "".
@@ -103,10 +108,7 @@ impl LabelBuilder {
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        lookup(&self.0, name)
     }
 
     /// Removes `name`.

@@ -45,7 +45,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 mod labels;
-mod render;
+pub(crate) mod render;
 mod scan;
 mod strict;
 
