@@ -22,6 +22,7 @@ use super::budget::{self, Counts};
 use super::calendar;
 use super::spec::{Aggregate, Budgeting, Sli, Slo, Window};
 use super::window::{Buckets, WindowSpec, alerting_windows, window_name};
+use crate::store::selector::MatchOp;
 use crate::store::series::{LabelSet, Snapshot};
 
 /// Role of a series in an SLO.
@@ -173,6 +174,8 @@ pub struct Engine {
     by_name: HashMap<String, Vec<usize>>,
     /// SLOs with a selector that does not fix the metric name.
     unnamed: Vec<usize>,
+    /// SLOs by (metric name, label, value) of a selector's first equality matcher.
+    by_pair: HashMap<String, Vec<usize>>,
     /// SLO index by id, for loading ledger rows.
     by_id: HashMap<String, usize>,
     counters: HashMap<u64, CounterTrack>,
@@ -297,6 +300,7 @@ impl Engine {
             by_name: HashMap::new(),
             unnamed: Vec::new(),
             by_id: HashMap::new(),
+            by_pair: HashMap::new(),
             counters: HashMap::new(),
             matches: HashMap::new(),
             round: 0,
@@ -314,12 +318,21 @@ impl Engine {
             .enumerate()
             .map(|(i, s)| (s.slo.id.clone(), i))
             .collect();
+        self.by_pair.clear();
         for (i, st) in self.slos.iter().enumerate() {
+            let mut keys: Vec<String> = Vec::new();
             let mut names: Vec<&str> = Vec::new();
             let mut any_unnamed = false;
             for sel in &st.slo.selectors {
                 match sel.metric_name() {
-                    Some(n) => names.push(n),
+                    // Most selectors also fix a label (`job="checkout"`): index by name and
+                    // that pair, so that SLOs sharing a metric name do not all see each series.
+                    Some(n) => match sel.matchers.iter().find(|m| {
+                        m.name != "__name__" && m.op == MatchOp::Equal && !m.value.is_empty()
+                    }) {
+                        Some(m) => keys.push(pair_key(n, &m.name, &m.value)),
+                        None => names.push(n),
+                    },
                     None => any_unnamed = true,
                 }
             }
@@ -330,6 +343,11 @@ impl Engine {
             names.dedup();
             for n in names {
                 self.by_name.entry(n.to_string()).or_default().push(i);
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                self.by_pair.entry(k).or_default().push(i);
             }
         }
     }
@@ -425,10 +443,18 @@ impl Engine {
                 }
                 let id = sample.series.id;
                 let slos = &self.slos;
-                let (by_name, unnamed) = (&self.by_name, &self.unnamed);
+                let (by_name, by_pair, unnamed) = (&self.by_name, &self.by_pair, &self.unnamed);
                 let entry = self.matches.entry(id).or_insert_with(|| {
-                    let named = by_name.get(labels.name()).map(Vec::as_slice).unwrap_or(&[]);
+                    let name = labels.name();
+                    let named = by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
                     let mut candidates: Vec<usize> = named.iter().chain(unnamed).copied().collect();
+                    if !by_pair.is_empty() {
+                        for (k, v) in labels.iter() {
+                            if let Some(list) = by_pair.get(&pair_key(name, k, v)) {
+                                candidates.extend_from_slice(list);
+                            }
+                        }
+                    }
                     candidates.sort_unstable();
                     candidates.dedup();
                     MatchEntry {
@@ -621,6 +647,11 @@ fn counter_delta(
             Some(d)
         }
     }
+}
+
+/// Key of the (metric name, label, value) index.
+fn pair_key(name: &str, label: &str, value: &str) -> String {
+    format!("{name}\u{0}{label}\u{0}{value}")
 }
 
 fn roles_of(slos: &[SloState], candidates: &[usize], labels: &LabelSet) -> Vec<(usize, Role)> {
