@@ -56,10 +56,29 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Work with SLOs.
+    Slo {
+        #[command(subcommand)]
+        what: SloCommand,
+    },
     /// Run unit tests.
     Test {
         #[command(subcommand)]
         what: TestCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SloCommand {
+    /// Print every SLO of a running agent as a table, worst budget first (reads its
+    /// /api/v1/slos).
+    Status {
+        /// Configuration whose agent.listen locates the agent (default: ./vigil.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The agent's URL instead (e.g. http://127.0.0.1:9799).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
 }
 
@@ -131,6 +150,9 @@ fn main() -> ExitCode {
         Command::Test {
             what: TestCommand::Rules { files },
         } => test_rules(files),
+        Command::Slo {
+            what: SloCommand::Status { config, url },
+        } => slo_status(config, url),
         Command::Run { config } => {
             init_logging(&cli.log_level, cli.log_format);
             run(ConfigSource::resolve(config))
@@ -264,4 +286,152 @@ fn test_rules(files: Vec<PathBuf>) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn slo_status(config: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => match ConfigSource::resolve(config).load() {
+            Ok(cfg) => {
+                let addr = cfg.listen_addr();
+                let host = if addr.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    addr.ip().to_string()
+                };
+                format!("http://{host}:{}", addr.port())
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let fetch = async {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/api/v1/slos"))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await?;
+        resp.json::<serde_json::Value>().await
+    };
+    let body = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(fetch))
+    {
+        Ok(Ok(v)) => v,
+        Ok(Err(err)) => {
+            eprintln!(
+                "vigil: cannot read {base}/api/v1/slos: {err}; is the agent running (vigil run)?"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(err) => {
+            eprintln!("vigil: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", render_slo_table(&body));
+    ExitCode::SUCCESS
+}
+
+/// The table of `vigil slo status`, worst budget first.
+fn render_slo_table(body: &serde_json::Value) -> String {
+    let pct = |v: Option<f64>| {
+        v.map(|x| format!("{:.3}%", x * 100.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    let mut rows: Vec<(f64, Vec<String>)> = Vec::new();
+    for slo in body["data"].as_array().into_iter().flatten() {
+        let name = slo["id"].as_str().unwrap_or_default().to_string();
+        let window = slo["window"].as_str().unwrap_or_default().to_string();
+        let state = slo["condition"].as_str().unwrap_or_default().to_string();
+        let objective = pct(slo["objective"].as_f64());
+        let instances = slo["instances"].as_array().cloned().unwrap_or_default();
+        if instances.is_empty() {
+            let dash = || "-".to_string();
+            rows.push((
+                f64::INFINITY,
+                vec![
+                    name.clone(),
+                    dash(),
+                    objective.clone(),
+                    window.clone(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    state.clone(),
+                ],
+            ));
+        }
+        for inst in instances {
+            let win = |w: &str| {
+                inst["windows"]
+                    .as_array()
+                    .and_then(|ws| ws.iter().find(|x| x["window"] == w).cloned())
+            };
+            let group: Vec<String> = inst["group"]
+                .as_object()
+                .map(|g| {
+                    g.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let budget = inst["error_budget_remaining"].as_f64().unwrap_or(1.0);
+            rows.push((
+                budget,
+                vec![
+                    name.clone(),
+                    if group.is_empty() {
+                        "-".into()
+                    } else {
+                        group.join(",")
+                    },
+                    objective.clone(),
+                    window.clone(),
+                    pct(win(&window).and_then(|w| w["sli"].as_f64())),
+                    pct(Some(budget)),
+                    num(win("1h").and_then(|w| w["burn_rate"].as_f64())),
+                    num(win("6h").and_then(|w| w["burn_rate"].as_f64())),
+                    state.clone(),
+                ],
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let header: Vec<String> = [
+        "SLO",
+        "GROUP",
+        "OBJECTIVE",
+        "WINDOW",
+        "SLI",
+        "BUDGET LEFT",
+        "BURN 1h",
+        "BURN 6h",
+        "STATE",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let all: Vec<&Vec<String>> = std::iter::once(&header)
+        .chain(rows.iter().map(|r| &r.1))
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in all {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -124,6 +124,24 @@ fn demo_slos_burn_and_survive_kill_9() {
             < 1.0
     );
 
+    // `vigil slo status` prints the same SLOs as a table, worst budget first.
+    let out = std::process::Command::new(common::vigil_bin())
+        .args(["slo", "status", "--url", &d.url])
+        .output()
+        .expect("vigil slo status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("SLO") && lines[0].contains("BUDGET LEFT"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("demo/availability"),
+        "the burning SLO comes first:\n{table}"
+    );
+    assert!(table.contains("handler=/api/cart"), "{table}");
+
     // kill -9, then restart on the same ledger: the 30d window continues from the ledger.
     let before = window_total(&slo(&d, "availability").expect("slo"), "30d");
     d.signal("KILL");
