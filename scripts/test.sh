@@ -16,12 +16,13 @@ echo "test services ready in $(( $(date +%s) - started ))s"
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   # nextest runs each test in its own process, in parallel, with a retry-free, fail-loud profile.
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  # lib, bins and tests/ (benches are built by clippy --all-targets and run by `cargo bench`).
+  cargo nextest run --workspace --no-fail-fast "$@"
   # nextest does not run doc tests.
   cargo test --doc --quiet
 else
   echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest --locked)"
-  cargo test --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
   cargo test --doc --quiet
 fi
 echo "scripts/test.sh finished in $(( $(date +%s) - started ))s"
