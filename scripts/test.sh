@@ -16,13 +16,13 @@ echo "test services ready in $(( $(date +%s) - started ))s"
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   # nextest runs each test in its own process, in parallel, with a retry-free, fail-loud profile.
+  # nextest does not run doc tests; run them first so that nextest's summary closes the output.
+  cargo test --doc --quiet
   # lib, bins and tests/ (benches are built by clippy --all-targets and run by `cargo bench`).
   cargo nextest run --workspace --no-fail-fast "$@"
-  # nextest does not run doc tests.
-  cargo test --doc --quiet
 else
   echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest --locked)"
-  cargo test --workspace --no-fail-fast "$@"
   cargo test --doc --quiet
+  cargo test --workspace --no-fail-fast "$@"
 fi
 echo "scripts/test.sh finished in $(( $(date +%s) - started ))s"
