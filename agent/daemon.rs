@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -169,19 +168,18 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     info!("listening on http://{local}");
 
     tasks.spawn(slo.clone().run(cancel.clone()));
-    let (config_tx, _config_rx) = watch::channel(Arc::new(config));
+    let mut current = config;
 
     while let Some(trigger) = watcher.changed(&cancel).await {
         match source.load() {
             Ok(new) => {
-                let old = config_tx.borrow().clone();
-                warn_restart_needed(&old, &new);
+                warn_restart_needed(&current, &new);
                 if let Some(demo) = &demo {
                     demo.apply_config(&new.demo);
                 }
                 scrape.apply_config(&new.scrape);
                 slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
-                config_tx.send_replace(Arc::new(new));
+                current = new;
                 reload.record(true);
                 info!(trigger = trigger.as_str(), "configuration reloaded");
             }
@@ -197,7 +195,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         }
     }
 
-    let grace = config_tx.borrow().agent.shutdown_grace_period;
+    let grace = current.agent.shutdown_grace_period;
     info!(grace = %humantime::format_duration(grace), "shutting down");
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;

@@ -46,6 +46,9 @@ const REASONS: [&str; 7] = [
     "label_limit",
 ];
 
+/// A per-job counter family: name, help and how to read it.
+type CounterFamily = (&'static str, &'static str, fn(&JobCounters) -> u64);
+
 /// Cumulative counters of a job, kept across reloads.
 #[derive(Debug, Default)]
 pub struct JobCounters {
@@ -410,29 +413,21 @@ impl MetricsSource for ScrapeManager {
             .lock()
             .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        w.family(
-            "vigil_scrapes_total",
-            "Scrapes attempted, by job.",
-            "counter",
-        );
-        for (job, c) in &counters {
-            w.sample(
-                "vigil_scrapes_total",
-                &[("job", job)],
-                c.scrapes.load(Ordering::Relaxed) as f64,
-            );
-        }
-        w.family(
-            "vigil_scrape_samples_total",
-            "Samples stored from scrapes, by job.",
-            "counter",
-        );
-        for (job, c) in &counters {
-            w.sample(
+        let totals: [CounterFamily; 2] = [
+            ("vigil_scrapes_total", "Scrapes attempted, by job.", |c| {
+                c.scrapes.load(Ordering::Relaxed)
+            }),
+            (
                 "vigil_scrape_samples_total",
-                &[("job", job)],
-                c.samples.load(Ordering::Relaxed) as f64,
-            );
+                "Samples stored from scrapes, by job.",
+                |c| c.samples.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in totals {
+            w.family(name, help, "counter");
+            for (job, c) in &counters {
+                w.sample(name, &[("job", job)], value(c) as f64);
+            }
         }
         w.family(
             "vigil_scrape_failures_total",

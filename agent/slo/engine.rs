@@ -432,6 +432,17 @@ impl Engine {
         // Without SLOs there is nothing to match (and a node scraping many targets should not pay
         // for walking them).
         let walk = if n == 0 { &[][..] } else { snapshots };
+        // Split borrows: the cached roles of a series are read while the SLOs and counter
+        // tracks are updated, without cloning the roles for every sample.
+        let Self {
+            slos,
+            counters,
+            matches,
+            by_name,
+            by_pair,
+            unnamed,
+            ..
+        } = self;
         for (_, snap) in walk {
             for sample in &snap.samples {
                 let labels = &sample.series.labels;
@@ -442,12 +453,11 @@ impl Engine {
                     }
                 }
                 let id = sample.series.id;
-                let slos = &self.slos;
-                let (by_name, by_pair, unnamed) = (&self.by_name, &self.by_pair, &self.unnamed);
-                let entry = self.matches.entry(id).or_insert_with(|| {
+                let entry = matches.entry(id).or_insert_with(|| {
                     let name = labels.name();
                     let named = by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
-                    let mut candidates: Vec<usize> = named.iter().chain(unnamed).copied().collect();
+                    let mut candidates: Vec<usize> =
+                        named.iter().chain(unnamed.iter()).copied().collect();
                     if !by_pair.is_empty() {
                         for (k, v) in labels.iter() {
                             if let Some(list) = by_pair.get(&pair_key(name, k, v)) {
@@ -463,13 +473,9 @@ impl Engine {
                     }
                 });
                 entry.seen_round = round;
-                if entry.roles.is_empty() {
-                    continue;
-                }
-                let roles = entry.roles.clone();
                 // Counter delta (computed once per series, shared by every SLO using it).
                 let mut delta = None;
-                for (i, role) in roles {
+                for &(i, role) in &entry.roles {
                     matched[i] += usize::from(matches!(
                         role,
                         Role::Total | Role::LatencyTotal | Role::Gauge
@@ -477,23 +483,20 @@ impl Engine {
                     match role {
                         Role::OtherBucket(le) => buckets_seen[i].push(le),
                         Role::Gauge => {
-                            let g = self.slos[i].group_of(labels);
+                            let g = slos[i].group_of(labels);
                             gauges[i].entry(g).or_default().push(sample.value);
                         }
                         _ => {
                             let d = *delta.get_or_insert_with(|| {
-                                counter_delta(
-                                    &mut self.counters,
-                                    id,
-                                    sample.value,
-                                    sample.timestamp_ms,
-                                )
+                                counter_delta(counters, id, sample.value, sample.timestamp_ms)
                             });
+                            let g = slos[i].group_of(labels);
                             // The group exists from its first series on, even before it has
                             // events (its first sample is only a baseline).
-                            let g = self.slos[i].group_of(labels);
-                            self.slos[i].instance(g);
-                            let Some(d) = d else { continue };
+                            let Some(d) = d else {
+                                slos[i].instance(g);
+                                continue;
+                            };
                             let c = match role {
                                 Role::Bad => Counts { bad: d, total: 0.0 },
                                 Role::Good | Role::LatencyGood => Counts {
@@ -501,7 +504,7 @@ impl Engine {
                                     total: 0.0,
                                 },
                                 Role::Total | Role::LatencyTotal => Counts {
-                                    bad: if self.good_based(i) { d } else { 0.0 },
+                                    bad: if good_based(&slos[i]) { d } else { 0.0 },
                                     total: d,
                                 },
                                 _ => continue,
@@ -509,8 +512,7 @@ impl Engine {
                             if role == Role::LatencyGood {
                                 buckets_seen[i].push(f64::NAN);
                             }
-                            let g = self.slos[i].group_of(labels);
-                            self.slos[i].record(g, sample.timestamp_ms, now_ms, c);
+                            slos[i].record(g, sample.timestamp_ms, now_ms, c);
                         }
                     }
                 }
@@ -589,14 +591,6 @@ impl Engine {
         (statuses, periods)
     }
 
-    fn good_based(&self, i: usize) -> bool {
-        match &self.slos[i].slo.spec.sli {
-            Sli::Ratio(r) => r.good.is_some(),
-            Sli::Latency(_) => true,
-            _ => false,
-        }
-    }
-
     /// Approximate memory held by the buckets of every instance, in bytes.
     pub fn memory_bytes(&self) -> usize {
         self.slos
@@ -604,6 +598,15 @@ impl Engine {
             .flat_map(|s| s.instances.values())
             .map(|i| i.buckets.memory_bytes())
             .sum()
+    }
+}
+
+/// Whether bad events are derived as total - good (ratio with `good`, latency).
+fn good_based(st: &SloState) -> bool {
+    match &st.slo.spec.sli {
+        Sli::Ratio(r) => r.good.is_some(),
+        Sli::Latency(_) => true,
+        _ => false,
     }
 }
 
