@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::api::metrics::{MetricsSource, MetricsWriter};
 use crate::api::{self, AppState, Readiness};
+use crate::collect::CollectorManager;
 use crate::config::reload::{ReloadStatus, Watcher};
 use crate::config::{Config, ConfigSource};
 use crate::demo::Demo;
@@ -132,6 +133,9 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     )
     .await?;
 
+    let collectors = CollectorManager::new(store.clone(), cancel.clone());
+    collectors.apply_config(&config.collectors);
+
     let mut tasks = JoinSet::new();
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
@@ -139,9 +143,11 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
             reload.clone(),
             Arc::new(scrape.clone()),
             Arc::new(slo.clone()),
+            Arc::new(collectors.clone()),
         ],
         scrape: Some(scrape.clone()),
         slo: Some(slo.clone()),
+        collectors: Some(collectors.clone()),
     });
 
     let demo = if config.demo.enabled {
@@ -178,6 +184,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                     demo.apply_config(&new.demo);
                 }
                 scrape.apply_config(&new.scrape);
+                collectors.apply_config(&new.collectors);
                 slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
                 current = new;
                 reload.record(true);
@@ -199,6 +206,10 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     info!(grace = %humantime::format_duration(grace), "shutting down");
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = match drained {
+        Ok(()) => tokio::time::timeout(grace, collectors.join()).await,
+        Err(e) => Err(e),
+    };
     if drained.is_err() {
         warn!("shutdown grace period over; abandoning unfinished tasks");
         tasks.abort_all();

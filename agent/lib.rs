@@ -13,6 +13,7 @@
 //! from the store. A module never reaches back up that chain.
 
 pub mod api;
+pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod demo;

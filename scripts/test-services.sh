@@ -430,8 +430,17 @@ EOF
 prepare_postgres() {
   local psql=("$PG_BIN/psql" -h "$PG_SOCK" -p "$PG_PORT" -U vigil -d postgres -XAtq)
   local have; have=$("${psql[@]}" -c "SELECT count(*) FROM pg_database WHERE datname='vigil'" 2>/dev/null) || return 1
-  [ "$have" = 1 ] && return 0
-  "${psql[@]}" -c 'CREATE DATABASE vigil OWNER vigil' >>"$(log_of postgres)" 2>&1
+  if [ "$have" != 1 ]; then
+    "${psql[@]}" -c 'CREATE DATABASE vigil OWNER vigil' >>"$(log_of postgres)" 2>&1 || return 1
+  fi
+  # a non-superuser with only pg_monitor, as the collector's docs recommend
+  "${psql[@]}" >>"$(log_of postgres)" 2>&1 <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vigil_monitor') THEN
+    CREATE ROLE vigil_monitor LOGIN PASSWORD 'vigil_monitor' IN ROLE pg_monitor;
+  END IF;
+END $$;
+SQL
 }
 
 start_redis() {
@@ -541,7 +550,13 @@ write_env() {
   local kv
   for kv in \
     "VIGIL_TEST_PG_URL=$PG_URL" \
+    "VIGIL_TEST_PG_MONITOR_URL=postgres://vigil_monitor:vigil_monitor@127.0.0.1:$PG_PORT/vigil" \
     "VIGIL_TEST_PG_BIN=$PG_BIN" \
+    "VIGIL_TEST_PG_EXPORTER=/usr/bin/prometheus-postgres-exporter" \
+    "VIGIL_TEST_REDIS_EXPORTER=/usr/bin/prometheus-redis-exporter" \
+    "VIGIL_TEST_REDIS_SERVER=$(command -v redis-server 2>/dev/null || echo /usr/bin/redis-server)" \
+    "VIGIL_TEST_REDIS_BENCHMARK=$(command -v redis-benchmark 2>/dev/null || echo /usr/bin/redis-benchmark)" \
+    "VIGIL_TEST_TANSU=$TANSU" \
     "VIGIL_TEST_PG_DATA=$PG_DATA" \
     "VIGIL_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/" \
     "VIGIL_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" \

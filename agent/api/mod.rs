@@ -61,6 +61,8 @@ pub struct AppState {
     pub scrape: Option<crate::scrape::ScrapeManager>,
     /// The SLO manager, for `/api/v1/slos`.
     pub slo: Option<crate::slo::SloManager>,
+    /// The collector manager, for `/api/v1/collectors`.
+    pub collectors: Option<crate::collect::CollectorManager>,
 }
 
 /// Builds the router.
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/collectors", get(collectors_handler))
         .route("/api/v1/slos", get(slos::list))
         .route("/api/v1/slos/{service}/{name}", get(slos::one))
         .route("/api/v1/slos/{name}", get(slos::one_by_name))
@@ -87,6 +90,36 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
         s.write_metrics(&mut w);
     }
     ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], w.finish()).into_response()
+}
+
+async fn collectors_handler(State(state): State<AppState>) -> Response {
+    let list: Vec<serde_json::Value> = state
+        .collectors
+        .map(|c| c.statuses())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "type": s.kind,
+                "health": if s.collections == 0 { "unknown" } else if s.up { "up" } else { "down" },
+                "lastCollection": if s.last_collection_ms > 0 {
+                    chrono::DateTime::from_timestamp_millis(s.last_collection_ms)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                        .unwrap_or_default()
+                } else {
+                    "0001-01-01T00:00:00Z".to_string()
+                },
+                "lastCollectionDuration": s.duration_seconds,
+                "lastError": s.last_error.unwrap_or_default(),
+                "collections": s.collections,
+                "failures": s.failures,
+                "duplicateSeries": s.duplicates,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({"status": "success", "data": {"collectors": list}}))
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -108,6 +141,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=/metrics>/metrics</a>: the agent's own metrics</li>",
         "<li><a href=/healthz>/healthz</a> and <a href=/readyz>/readyz</a></li>",
         "<li><a href=/api/v1/targets>/api/v1/targets</a>: scrape targets and their health</li>",
+        "<li><a href=/api/v1/collectors>/api/v1/collectors</a>: native collectors and their health</li>",
         "<li><a href=/api/v1/slos>/api/v1/slos</a>: SLOs, burn rates and error budgets</li>",
         "<li><a href=/demo>/demo</a>: the demo service's settings (when enabled)</li>",
         "</ul></html>"
@@ -154,6 +188,7 @@ mod tests {
             sources: vec![],
             scrape: None,
             slo: None,
+            collectors: None,
         });
         let (code, body) = get_text(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -173,6 +208,7 @@ mod tests {
             sources: vec![],
             scrape: None,
             slo: None,
+            collectors: None,
         });
         let (code, body) = get_text(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);

@@ -58,6 +58,10 @@ pub struct Config {
     /// Scrape jobs: which endpoints are scraped, how often, with which relabelling and limits.
     #[serde(default)]
     pub scrape: scrape::ScrapeConfig,
+    /// Native collectors (Postgres, Redis, Kafka), each `type:` with its own keys; see
+    /// docs/collectors.md.
+    #[serde(default)]
+    pub collectors: Vec<crate::collect::CollectorConfig>,
     /// SLO files (globs, relative to the config file), e.g. `rules/*.yaml`. Files ending in
     /// `.test.yaml` are rule tests and are skipped.
     #[serde(default)]
@@ -566,6 +570,7 @@ impl Config {
             );
         }
         self.scrape.validate(base_dir, &mut out);
+        crate::collect::validate_all(&self.collectors, base_dir, &mut out);
         out
     }
 
@@ -582,6 +587,9 @@ impl Config {
             }
         }
         self.scrape.resolve_paths(base_dir);
+        for c in &mut self.collectors {
+            c.resolve_paths(base_dir);
+        }
     }
 
     /// `agent.listen` as a socket address (validated at load).
@@ -701,9 +709,15 @@ pub fn deserialize_collecting<T: serde::de::DeserializeOwned>(
         match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(v) => return Some(v),
             Err(err) => {
-                let segments = path_segments(err.path());
+                let mut segments = path_segments(err.path());
                 let inner = err.into_inner();
-                let message = inner.to_string();
+                let mut message = inner.to_string();
+                // A hand-written Deserialize (e.g. `collectors[]`, tagged by `type`) reports the
+                // path inside its node through [`nested_error`]; continue the path there.
+                if let Some((inner_path, rest)) = split_nested(&message) {
+                    segments.extend(inner_path);
+                    message = rest;
+                }
                 // For an unknown key serde points at the enclosing mapping; name the key itself.
                 let unknown = unknown_field_name(&message);
                 let mut target = segments.clone();
@@ -725,6 +739,47 @@ pub fn deserialize_collecting<T: serde::de::DeserializeOwned>(
         }
     }
     None
+}
+
+const NESTED_MARK: char = '\u{1f}';
+
+/// An error for a hand-written `Deserialize` that deserialized a sub-tree itself with
+/// `serde_path_to_error`: carries the inner path so that the problem points at the exact key and
+/// only that key is pruned.
+pub fn nested_error<E: serde::de::Error>(path: &serde_path_to_error::Path, message: &str) -> E {
+    let segments = path_segments(path);
+    let encoded: Vec<String> = segments
+        .iter()
+        .map(|s| match s {
+            Segment::Key(k) => format!("k{k}"),
+            Segment::Index(i) => format!("i{i}"),
+        })
+        .collect();
+    E::custom(format!(
+        "{NESTED_MARK}{}{NESTED_MARK}{message}",
+        encoded.join(&NESTED_MARK.to_string())
+    ))
+}
+
+/// Like [`nested_error`], for a problem at key `key` of the node being deserialized.
+pub fn key_error<E: serde::de::Error>(key: &str, message: &str) -> E {
+    E::custom(format!("{NESTED_MARK}k{key}{NESTED_MARK}{message}"))
+}
+
+fn split_nested(message: &str) -> Option<(Vec<Segment>, String)> {
+    let rest = message.strip_prefix(NESTED_MARK)?;
+    let mut parts: Vec<&str> = rest.split(NESTED_MARK).collect();
+    let text = parts.pop()?.to_string();
+    let segments = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| match p.split_at(1) {
+            ("k", k) => Some(Segment::Key(k.to_string())),
+            ("i", i) => i.parse().ok().map(Segment::Index),
+            _ => None,
+        })
+        .collect();
+    Some((segments, text))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
