@@ -224,15 +224,15 @@ fn scrape_ingest(c: &mut Criterion) {
         );
         eprintln!(
             "{name}: scrape stores {} samples (synthetic series included)",
-            first.samples.len()
+            first.len()
         );
         g.bench_function("scrape_warm", |b| {
-            b.iter(|| black_box(rt.block_on(warm.scrape_once()).samples.len()))
+            b.iter(|| black_box(rt.block_on(warm.scrape_once()).len()))
         });
         g.bench_function("scrape_cold", |b| {
             b.iter(|| {
                 let mut s = Scraper::new(state.clone(), "bench".into());
-                black_box(rt.block_on(s.scrape_once()).samples.len())
+                black_box(rt.block_on(s.scrape_once()).len())
             })
         });
         g.finish();

@@ -81,10 +81,7 @@ fn snapshot(series: &[Arc<Series>], round: u64, ts: i64) -> Vec<(String, Arc<Sna
         .collect();
     vec![(
         "bench".into(),
-        Arc::new(Snapshot {
-            collected_at_ms: ts,
-            samples,
-        }),
+        Arc::new(Snapshot::from_samples(ts, samples)),
     )]
 }
 

@@ -169,7 +169,7 @@ fn repeated_scrapes_allocate_o1_blocks() {
             let snap = rt.block_on(scraper.scrape_once());
             let b = blocks() - before;
             assert_eq!(state.health().last_error, "", "{file}: scrape failed");
-            stored = snap.samples.len();
+            stored = snap.len();
             drop(snap);
             per_scrape.push(b);
         }

@@ -171,10 +171,9 @@ async fn vigil_stores_what_prometheus_stores_from_node_exporter() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (ours, ours_ts): (BTreeMap<Series, f64>, i64) = loop {
         if let Some((_, snap)) = store.snapshots().into_iter().next() {
-            if snap.samples.len() > SYNTHETIC.len() {
+            if snap.len() > SYNTHETIC.len() {
                 let values = snap
-                    .samples
-                    .iter()
+                    .samples()
                     .filter(|s| !SYNTHETIC.contains(&s.series.labels.name()))
                     .map(|s| {
                         let labels: Series = s

@@ -452,7 +452,7 @@ async fn engine_loop(
             let (statuses, _) = engine.round(now, &snapshots);
             let served_ts = snapshots
                 .iter()
-                .flat_map(|(_, s)| s.samples.iter())
+                .flat_map(|(_, s)| s.samples())
                 .find(|s| {
                     s.series.labels.name() == "http_requests_total"
                         && s.series.labels.get("code") == Some("200")

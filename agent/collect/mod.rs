@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::api::metrics::{MetricsSource, MetricsWriter};
 use crate::config::{Problem, check_label_name, nested_error, parse_duration};
-use crate::store::series::{LabelBuilder, Sample, Series, SeriesStore, Snapshot};
+use crate::store::series::{LabelBuilder, Series, SeriesStore, SnapshotBuilder};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -588,6 +588,7 @@ async fn run_collector(
     let offset = crate::scrape::spread_offset(&cfg.name, cfg.interval);
     let mut next = tokio::time::Instant::now() + offset.min(Duration::from_secs(1));
     let mut failures: u32 = 0;
+    let mut previous_series = Arc::default();
     let mut retry_at = Instant::now();
     let mut status = CollectorStatus {
         name: cfg.name.clone(),
@@ -655,24 +656,17 @@ async fn run_collector(
         status.last_collection_ms = started_ms;
         status.collections += 1;
         status.duplicates = out.duplicates;
-        let samples: Vec<Sample> = out
-            .families
-            .iter()
-            .flat_map(|f| {
-                f.samples.iter().map(|(s, v)| Sample {
-                    series: s.clone(),
-                    value: *v,
-                    timestamp_ms: started_ms,
-                })
-            })
-            .collect();
-        store.publish(
-            &source_name(&cfg.name),
-            Arc::new(Snapshot {
-                collected_at_ms: started_ms,
-                samples,
-            }),
+        let mut snapshot = SnapshotBuilder::new(
+            started_ms,
+            std::mem::take(&mut previous_series),
+            out.families.iter().map(|f| f.samples.len()).sum(),
         );
+        for (series, value) in out.families.iter().flat_map(|f| &f.samples) {
+            snapshot.push(series, *value, started_ms);
+        }
+        let snapshot = snapshot.finish();
+        previous_series = snapshot.series.clone();
+        store.publish(&source_name(&cfg.name), Arc::new(snapshot));
         status.families = Arc::new(out.families.clone());
         if let Ok(mut i) = shared.lock() {
             i.status.insert(cfg.name.clone(), status.clone());

@@ -6,6 +6,9 @@
 //!
 //! Hot path: a per-target cache keyed by the raw series bytes of the exposition maps each line to
 //! its interned series, so a repeated scrape of the same series allocates nothing per sample.
+//! Most expositions list the same series in the same order every time, so each line is first
+//! compared with the line at the same position of the previous scrape (kept in one contiguous
+//! buffer, read sequentially); only a mismatch pays for a hash lookup.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::discovery::Target;
 use super::exposition::{self, Entry, Format, Mode, Parser};
 use super::relabel::Relabeler;
-use crate::store::series::{LabelBuilder, LabelSet, Sample, Series, SeriesStore, Snapshot};
+use crate::store::series::{
+    LabelBuilder, LabelSet, Series, SeriesStore, Snapshot, SnapshotBuilder,
+};
 
 /// Accept header: OpenMetrics preferred, then the text format, as Prometheus asks.
 pub const ACCEPT_HEADER: &str =
@@ -146,6 +151,91 @@ struct CacheEntry {
     seen: u64,
 }
 
+/// The series bytes of one scrape, in exposition order, each with its cache slot.
+#[derive(Default)]
+struct Positions {
+    /// Every sample's series bytes, concatenated.
+    keys: Vec<u8>,
+    /// Per sample: end offset in `keys` and the slot in `SeriesCache::slots`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Positions {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.ends.clear();
+    }
+
+    /// The slot of the series at position `i` when its bytes equal `key`.
+    fn slot_if_same(&self, i: usize, key: &[u8]) -> Option<u32> {
+        let &(end, slot) = self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1].0 };
+        (self.keys.get(start as usize..end as usize)? == key).then_some(slot)
+    }
+
+    fn push(&mut self, key: &[u8], slot: u32) {
+        self.keys.extend_from_slice(key);
+        self.ends.push((self.keys.len() as u32, slot));
+    }
+}
+
+/// Raw series bytes -> interned series, across scrapes of one target.
+#[derive(Default)]
+struct SeriesCache {
+    slots: Vec<CacheEntry>,
+    free: Vec<u32>,
+    index: HashMap<Box<[u8]>, u32>,
+    previous: Positions,
+    current: Positions,
+}
+
+impl SeriesCache {
+    /// The slot of `key` at position `i` of this scrape, if it is cached.
+    fn find(&mut self, i: usize, key: &[u8]) -> Option<u32> {
+        let slot = match self.previous.slot_if_same(i, key) {
+            Some(slot) => slot,
+            None => *self.index.get(key)?,
+        };
+        self.current.push(key, slot);
+        Some(slot)
+    }
+
+    fn insert(&mut self, key: &[u8], entry: CacheEntry) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.into(), slot);
+        self.current.push(key, slot);
+        slot
+    }
+
+    /// After a complete scrape: its positions become the reference, and series it did not see
+    /// are forgotten (the cache stays as large as one exposition).
+    fn finish(&mut self, scrape_no: u64, scraped: usize) {
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+        if self.index.len() > scraped {
+            let (slots, free) = (&mut self.slots, &mut self.free);
+            self.index.retain(|_, slot| {
+                let e = &mut slots[*slot as usize];
+                let keep = e.seen == scrape_no;
+                if !keep {
+                    e.series = None;
+                    free.push(*slot);
+                }
+                keep
+            });
+        }
+    }
+}
+
 /// Outcome counters of one scrape, for the synthetic series.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -183,11 +273,13 @@ impl Synthetic {
 pub struct Scraper {
     state: Arc<TargetState>,
     key: String,
-    cache: HashMap<Box<[u8]>, CacheEntry>,
+    cache: SeriesCache,
     body: Vec<u8>,
     scrape_no: u64,
     synthetic: Synthetic,
     last_len: usize,
+    /// The series list of the last snapshot, shared by the next one when unchanged.
+    previous_series: Arc<[Arc<Series>]>,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -203,11 +295,12 @@ impl Scraper {
         Self {
             state,
             key,
-            cache: HashMap::new(),
+            cache: SeriesCache::default(),
             body: Vec::new(),
             scrape_no: 0,
             synthetic,
             last_len: 0,
+            previous_series: Arc::default(),
         }
     }
 
@@ -245,20 +338,26 @@ impl Scraper {
         let started = Instant::now();
         let ts = now_ms(started_wall);
         self.scrape_no += 1;
+        let mut out = SnapshotBuilder::new(
+            ts,
+            std::mem::take(&mut self.previous_series),
+            self.last_len + 5,
+        );
         let result = match tokio::time::timeout(self.state.job.timeout, self.fetch()).await {
-            Ok(Ok(format)) => self.ingest(format, ts),
+            Ok(Ok(format)) => self.ingest(format, ts, &mut out),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ScrapeError::Timeout(self.state.job.timeout)),
         };
         let elapsed = started.elapsed().as_secs_f64();
-        let (mut samples, counts, error) = match result {
-            Ok((samples, counts)) => {
+        let (counts, error) = match result {
+            Ok(counts) => {
                 self.state.job.counters.record(counts.stored, None);
-                (samples, counts, String::new())
+                (counts, String::new())
             }
             Err(e) => {
                 self.state.job.counters.record(0, Some(e.reason()));
-                (Vec::with_capacity(5), Counts::default(), e.to_string())
+                out.clear();
+                (Counts::default(), e.to_string())
             }
         };
         let up = if error.is_empty() { 1.0 } else { 0.0 };
@@ -270,11 +369,7 @@ impl Scraper {
             (&s.post_relabel, counts.stored as f64),
             (&s.added, counts.added as f64),
         ] {
-            samples.push(Sample {
-                series: series.clone(),
-                value,
-                timestamp_ms: ts,
-            });
+            out.push(series, value, ts);
         }
         if let Ok(mut h) = self.state.health.lock() {
             h.health = if error.is_empty() { "up" } else { "down" };
@@ -288,10 +383,9 @@ impl Scraper {
             }
             h.last_error = error;
         }
-        Snapshot {
-            collected_at_ms: ts,
-            samples,
-        }
+        let snapshot = out.finish();
+        self.previous_series = snapshot.series.clone();
+        snapshot
     }
 
     /// Fetches the body into `self.body`; returns the exposition format.
@@ -338,20 +432,28 @@ impl Scraper {
     }
 
     /// Parses `self.body` into samples.
-    fn ingest(&mut self, format: Format, ts: i64) -> Result<(Vec<Sample>, Counts), ScrapeError> {
+    fn ingest(
+        &mut self,
+        format: Format,
+        ts: i64,
+        out: &mut SnapshotBuilder,
+    ) -> Result<Counts, ScrapeError> {
         let job = self.state.job.clone();
-        let mut samples = Vec::with_capacity(self.last_len + 5);
         let mut counts = Counts::default();
         let scrape_no = self.scrape_no;
+        // A failed scrape may have left a partial position list behind.
+        self.cache.current.clear();
         for entry in Parser::new(&self.body, format, Mode::Scrape) {
             let sample = match entry {
                 Ok(Entry::Sample(s)) => s,
                 Ok(_) => continue,
                 Err(e) => return Err(ScrapeError::Parse(e)),
             };
+            let position = counts.scraped;
             counts.scraped += 1;
-            let entry = match self.cache.get_mut(sample.series) {
-                Some(e) => {
+            let entry = match self.cache.find(position, sample.series) {
+                Some(slot) => {
+                    let e = &mut self.cache.slots[slot as usize];
                     if e.seen == scrape_no {
                         // The same series twice in one exposition: keep the first, as
                         // Prometheus does (it counts these as duplicates).
@@ -365,12 +467,14 @@ impl Scraper {
                     if series.is_some() {
                         counts.added += 1;
                     }
-                    self.cache
-                        .entry(sample.series.into())
-                        .or_insert(CacheEntry {
+                    let slot = self.cache.insert(
+                        sample.series,
+                        CacheEntry {
                             series,
                             seen: scrape_no,
-                        })
+                        },
+                    );
+                    &mut self.cache.slots[slot as usize]
                 }
             };
             let Some(series) = &entry.series else {
@@ -384,18 +488,11 @@ impl Scraper {
                 Some(t) if job.honor_timestamps => t,
                 _ => ts,
             };
-            samples.push(Sample {
-                series: series.clone(),
-                value: sample.value,
-                timestamp_ms,
-            });
+            out.push(series, sample.value, timestamp_ms);
         }
-        // Forget series this scrape did not see (keeps the cache as large as one exposition).
-        if self.cache.len() > counts.scraped {
-            self.cache.retain(|_, e| e.seen == scrape_no);
-        }
-        self.last_len = samples.len();
-        Ok((samples, counts))
+        self.cache.finish(scrape_no, counts.scraped);
+        self.last_len = out.len();
+        Ok(counts)
     }
 }
 
@@ -446,4 +543,98 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs one "scrape" of `keys` through the cache as `Scraper::ingest` does; returns, per
+    /// line, the series' label value (None for a duplicate that is skipped).
+    fn scrape(cache: &mut SeriesCache, no: u64, keys: &[&str]) -> Vec<Option<u64>> {
+        cache.current.clear();
+        let mut out = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let key = k.as_bytes();
+            match cache.find(i, key) {
+                Some(slot) => {
+                    let e = &mut cache.slots[slot as usize];
+                    if e.seen == no {
+                        out.push(None);
+                        continue;
+                    }
+                    e.seen = no;
+                    out.push(e.series.as_ref().map(|s| s.id));
+                }
+                None => {
+                    let series = Series::new(LabelSet::from_pairs([("__name__", *k)]));
+                    let id = series.id;
+                    cache.insert(
+                        key,
+                        CacheEntry {
+                            series: Some(series),
+                            seen: no,
+                        },
+                    );
+                    out.push(Some(id));
+                }
+            }
+        }
+        cache.finish(no, keys.len());
+        out
+    }
+
+    fn name_of(cache: &SeriesCache, id: u64) -> String {
+        cache
+            .slots
+            .iter()
+            .filter_map(|e| e.series.as_ref())
+            .find(|s| s.id == id)
+            .map(|s| s.labels.name().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn same_order_reorder_and_disappearance_keep_series_identity() {
+        let mut c = SeriesCache::default();
+        let first = scrape(&mut c, 1, &["a", "b", "c"]);
+        assert_eq!(scrape(&mut c, 2, &["a", "b", "c"]), first);
+        // Reordered and with a new series: same ids for the old ones, a new one for "d".
+        let third = scrape(&mut c, 3, &["c", "d", "a"]);
+        assert_eq!(third[0], first[2]);
+        assert_eq!(third[2], first[0]);
+        assert!(!first.contains(&third[1]));
+        // "b" was dropped from the cache, so it comes back as a new series.
+        let fourth = scrape(&mut c, 4, &["a", "b", "c", "d"]);
+        assert!(!first.contains(&fourth[1]));
+        assert_eq!(c.index.len(), 4);
+        for id in fourth.iter().flatten() {
+            assert!(!name_of(&c, *id).is_empty());
+        }
+    }
+
+    #[test]
+    fn duplicates_are_skipped_wherever_they_stand() {
+        let mut c = SeriesCache::default();
+        let first = scrape(&mut c, 1, &["x", "y", "x"]);
+        assert_eq!(first[2], None, "second x is a duplicate");
+        // Same positions: still a duplicate.
+        assert_eq!(scrape(&mut c, 2, &["x", "y", "x"])[2], None);
+        // The first x is gone; the x at the position that was a duplicate is now the only one.
+        let third = scrape(&mut c, 3, &["z", "y", "x"]);
+        assert_eq!(third[2], first[0], "x keeps its series and is not skipped");
+        assert_eq!(name_of(&c, third[0].unwrap_or_default()), "z");
+    }
+
+    #[test]
+    fn a_failed_scrape_leaves_the_reference_positions_intact() {
+        let mut c = SeriesCache::default();
+        let first = scrape(&mut c, 1, &["a", "b"]);
+        // A scrape that fails half-way: positions pushed, finish() never called.
+        c.current.clear();
+        assert!(c.find(0, b"a").is_some());
+        let again = scrape(&mut c, 3, &["a", "b"]);
+        assert_eq!(again, first);
+        assert_eq!(c.previous.ends.len(), 2);
+    }
 }

@@ -444,7 +444,7 @@ impl Engine {
             ..
         } = self;
         for (_, snap) in walk {
-            for sample in &snap.samples {
+            for sample in snap.samples() {
                 let labels = &sample.series.labels;
                 if labels.name() == "up" {
                     if let Some(job) = labels.get("job") {
@@ -921,10 +921,7 @@ mod tests {
                 .collect();
             vec![(
                 "t".to_string(),
-                Arc::new(Snapshot {
-                    collected_at_ms: ts,
-                    samples,
-                }),
+                Arc::new(Snapshot::from_samples(ts, samples)),
             )]
         }
     }

@@ -266,10 +266,7 @@ fn run_case(
         }
         let snap = vec![(
             "test".to_string(),
-            Arc::new(Snapshot {
-                collected_at_ms: start_ms + t,
-                samples,
-            }),
+            Arc::new(Snapshot::from_samples(start_ms + t, samples)),
         )];
         let (statuses, _) = engine.round(start_ms + t, &snap);
         results.insert(t, statuses);

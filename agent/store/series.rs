@@ -177,13 +177,160 @@ pub struct Sample {
     pub timestamp_ms: i64,
 }
 
-/// Everything one source produced in one collection.
+/// A sample borrowed from a [`Snapshot`].
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    /// The series.
+    pub series: &'a Arc<Series>,
+    /// The value.
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+/// Everything one source produced in one collection, by column: `series[i]` has `values[i]`.
+///
+/// A source that exposes the same series in the same order as last time shares the previous
+/// snapshot's `series` list (one reference count, not one per series): touching every series'
+/// reference count costs a cache miss per sample on a large scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Milliseconds since the Unix epoch when the collection started.
     pub collected_at_ms: i64,
-    /// The samples, synthetic ones (`up`, ...) included.
-    pub samples: Vec<Sample>,
+    /// The series, synthetic ones (`up`, ...) included.
+    pub series: Arc<[Arc<Series>]>,
+    /// One value per series.
+    pub values: Vec<f64>,
+    /// One timestamp per series when some differ from `collected_at_ms` (exposed timestamps
+    /// with `honor_timestamps`); empty when all are `collected_at_ms`.
+    pub timestamps_ms: Vec<i64>,
+}
+
+impl Snapshot {
+    /// A snapshot of `samples` (no sharing with a previous snapshot).
+    pub fn from_samples(collected_at_ms: i64, samples: Vec<Sample>) -> Self {
+        let mut b = SnapshotBuilder::new(collected_at_ms, Arc::default(), samples.len());
+        for s in &samples {
+            b.push(&s.series, s.value, s.timestamp_ms);
+        }
+        b.finish()
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The samples in order.
+    pub fn samples(&self) -> impl Iterator<Item = SampleRef<'_>> {
+        self.series
+            .iter()
+            .zip(&self.values)
+            .enumerate()
+            .map(|(i, (series, &value))| SampleRef {
+                series,
+                value,
+                timestamp_ms: self
+                    .timestamps_ms
+                    .get(i)
+                    .copied()
+                    .unwrap_or(self.collected_at_ms),
+            })
+    }
+}
+
+/// Builds a [`Snapshot`], reusing the previous snapshot's series list when the same series come
+/// in the same order (compared by pointer, without touching reference counts).
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    collected_at_ms: i64,
+    previous: Arc<[Arc<Series>]>,
+    /// How many leading series equal `previous` while `own` is None.
+    same: usize,
+    own: Option<Vec<Arc<Series>>>,
+    values: Vec<f64>,
+    timestamps_ms: Vec<i64>,
+}
+
+impl SnapshotBuilder {
+    /// A builder for a collection at `collected_at_ms`; `previous` is the series list of the
+    /// source's last snapshot (empty if none).
+    pub fn new(collected_at_ms: i64, previous: Arc<[Arc<Series>]>, capacity: usize) -> Self {
+        Self {
+            collected_at_ms,
+            previous,
+            same: 0,
+            own: None,
+            values: Vec::with_capacity(capacity),
+            timestamps_ms: Vec::new(),
+        }
+    }
+
+    /// Appends a sample.
+    pub fn push(&mut self, series: &Arc<Series>, value: f64, timestamp_ms: i64) {
+        match &mut self.own {
+            Some(own) => own.push(series.clone()),
+            None => {
+                if self
+                    .previous
+                    .get(self.same)
+                    .is_some_and(|p| Arc::ptr_eq(p, series))
+                {
+                    self.same += 1;
+                } else {
+                    let mut own = Vec::with_capacity(self.values.capacity().max(self.same + 1));
+                    own.extend(self.previous[..self.same].iter().cloned());
+                    own.push(series.clone());
+                    self.own = Some(own);
+                }
+            }
+        }
+        // Per-sample timestamps start with the first one that differs.
+        if !self.timestamps_ms.is_empty() || timestamp_ms != self.collected_at_ms {
+            self.timestamps_ms
+                .resize(self.values.len(), self.collected_at_ms);
+            self.timestamps_ms.push(timestamp_ms);
+        }
+        self.values.push(value);
+    }
+
+    /// Number of samples so far.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no sample was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Drops every sample pushed so far (a collection that failed half-way).
+    pub fn clear(&mut self) {
+        self.same = 0;
+        self.own = None;
+        self.values.clear();
+        self.timestamps_ms.clear();
+    }
+
+    /// The snapshot.
+    pub fn finish(self) -> Snapshot {
+        let series = match self.own {
+            Some(own) => Arc::from(own),
+            None if self.same == self.previous.len() => self.previous,
+            None => Arc::from(&self.previous[..self.same]),
+        };
+        Snapshot {
+            collected_at_ms: self.collected_at_ms,
+            series,
+            values: self.values,
+            timestamps_ms: self.timestamps_ms,
+        }
+    }
 }
 
 /// Latest snapshot of every source.
@@ -246,10 +393,13 @@ impl SeriesStore {
         let mut out = Vec::new();
         for (_, snap) in self.snapshots() {
             out.extend(
-                snap.samples
-                    .iter()
+                snap.samples()
                     .filter(|s| selector.matches(&s.series.labels))
-                    .cloned(),
+                    .map(|s| Sample {
+                        series: s.series.clone(),
+                        value: s.value,
+                        timestamp_ms: s.timestamp_ms,
+                    }),
             );
         }
         out
@@ -278,13 +428,47 @@ mod tests {
     }
 
     #[test]
+    fn builder_shares_an_unchanged_series_list_and_copes_with_changes() {
+        let a = Series::new(LabelSet::from_pairs([("__name__", "a")]));
+        let b = Series::new(LabelSet::from_pairs([("__name__", "b")]));
+        let c = Series::new(LabelSet::from_pairs([("__name__", "c")]));
+        let build = |prev: &Arc<[Arc<Series>]>, list: &[&Arc<Series>], ts: &[i64]| {
+            let mut bld = SnapshotBuilder::new(10, prev.clone(), list.len());
+            for (i, s) in list.iter().enumerate() {
+                bld.push(s, i as f64, ts.get(i).copied().unwrap_or(10));
+            }
+            bld.finish()
+        };
+        let first = build(&Arc::default(), &[&a, &b], &[]);
+        let same = build(&first.series, &[&a, &b], &[]);
+        assert!(
+            Arc::ptr_eq(&first.series, &same.series),
+            "unchanged list is shared"
+        );
+        assert_eq!(Arc::strong_count(&a), 2, "no per-series reference added");
+        let shorter = build(&first.series, &[&a], &[]);
+        assert_eq!(shorter.series.len(), 1);
+        let first_differs = build(&Arc::default(), &[&a, &b], &[3]);
+        let ts: Vec<i64> = first_differs.samples().map(|s| s.timestamp_ms).collect();
+        assert_eq!(ts, [3, 10]);
+        let changed = build(&first.series, &[&a, &c, &b], &[10, 7, 10]);
+        let names: Vec<&str> = changed.samples().map(|s| s.series.labels.name()).collect();
+        assert_eq!(names, ["a", "c", "b"]);
+        let ts: Vec<i64> = changed.samples().map(|s| s.timestamp_ms).collect();
+        assert_eq!(ts, [10, 7, 10]);
+        assert!(same.timestamps_ms.is_empty());
+        let values: Vec<f64> = changed.samples().map(|s| s.value).collect();
+        assert_eq!(values, [0.0, 1.0, 2.0]);
+    }
+
+    #[test]
     fn publish_select_remove() {
         let store = SeriesStore::new();
         let up = Series::new(LabelSet::from_pairs([("__name__", "up"), ("job", "a")]));
         let other = Series::new(LabelSet::from_pairs([("__name__", "x"), ("job", "a")]));
-        let snap = Snapshot {
-            collected_at_ms: 5,
-            samples: vec![
+        let snap = Snapshot::from_samples(
+            5,
+            vec![
                 Sample {
                     series: up.clone(),
                     value: 1.0,
@@ -296,7 +480,7 @@ mod tests {
                     timestamp_ms: 5,
                 },
             ],
-        };
+        );
         let v0 = store.version();
         store.publish("t1", Arc::new(snap));
         assert!(store.version() > v0);

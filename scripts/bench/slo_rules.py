@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Writes the SLO benchmark's rules (scripts/bench/slo.sh) for N services, both ways:
+
+- vigil.yaml-style SLO file: one 99.9% / 30d availability SLO per service (ratio SLI);
+- the same SLOs as Sloth-style Prometheus recording rules: per SLO one SLI group (error ratio
+  over 5m, 30m, 1h, 2h, 6h, 1d, 3d, and the 30d ratio as Sloth computes it from the 5m one) and
+  one meta group (objective, error budget, current and period burn rate, budget remaining), the
+  shape of what `sloth generate` writes for a prometheus/v1 spec. Alert rules are left out:
+  Vigil's side does not evaluate alerts yet.
+
+    slo_rules.py SERVICES VIGIL_RULES_FILE PROMETHEUS_RULES_FILE
+"""
+import sys
+
+n, vigil_path, prom_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+OBJ = 0.999
+WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+
+with open(vigil_path, "w") as f:
+    f.write("version: vigil/v1\nservice: bench\nslos:\n")
+    for i in range(n):
+        f.write(
+            f"""  - name: svc-{i}-availability
+    objective: 99.9
+    window: 30d
+    sli:
+      ratio:
+        errors: http_requests_total{{service="svc-{i}",code=~"5.."}}
+        total: http_requests_total{{service="svc-{i}"}}
+"""
+        )
+
+with open(prom_path, "w") as f:
+    f.write("groups:\n")
+    for i in range(n):
+        sid = f"svc-{i}-availability"
+        sel = f'sloth_id="{sid}", sloth_service="svc-{i}", sloth_slo="availability"'
+        labels = f'sloth_id: "{sid}"\n        sloth_service: "svc-{i}"\n        sloth_slo: "availability"'
+        f.write(f"  - name: sloth-slo-sli-recordings-{sid}\n    rules:\n")
+        for w in WINDOWS:
+            f.write(
+                f"""      - record: slo:sli_error:ratio_rate{w}
+        expr: |
+          (sum(rate(http_requests_total{{service="svc-{i}",code=~"5.."}}[{w}])))
+          /
+          (sum(rate(http_requests_total{{service="svc-{i}"}}[{w}])))
+        labels:
+        {labels}
+          sloth_window: {w}
+""".replace("\n        sloth_service", "\n          sloth_service").replace("\n        sloth_slo", "\n          sloth_slo").replace("labels:\n        sloth_id", "labels:\n          sloth_id")
+            )
+        f.write(
+            f"""      - record: slo:sli_error:ratio_rate30d
+        expr: |
+          sum_over_time(slo:sli_error:ratio_rate5m{{{sel}}}[30d])
+          / ignoring (sloth_window)
+          count_over_time(slo:sli_error:ratio_rate5m{{{sel}}}[30d])
+        labels:
+          sloth_id: "{sid}"
+          sloth_service: "svc-{i}"
+          sloth_slo: "availability"
+          sloth_window: 30d
+"""
+        )
+        f.write(f"  - name: sloth-slo-meta-recordings-{sid}\n    rules:\n")
+        meta = [
+            ("slo:objective:ratio", f"vector({OBJ})"),
+            ("slo:error_budget:ratio", f"vector(1-{OBJ})"),
+            ("slo:time_period:days", "vector(30)"),
+            (
+                "slo:current_burn_rate:ratio",
+                f"slo:sli_error:ratio_rate5m{{{sel}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{sel}}}",
+            ),
+            (
+                "slo:period_burn_rate:ratio",
+                f"slo:sli_error:ratio_rate30d{{{sel}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{sel}}}",
+            ),
+            (
+                "slo:period_error_budget_remaining:ratio",
+                f"1 - slo:period_burn_rate:ratio{{{sel}}}",
+            ),
+            ("sloth_slo_info", "vector(1)"),
+        ]
+        for rec, expr in meta:
+            f.write(
+                f"""      - record: {rec}
+        expr: {expr!r}
+        labels:
+          sloth_id: "{sid}"
+          sloth_service: "svc-{i}"
+          sloth_slo: "availability"
+"""
+            )
