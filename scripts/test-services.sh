@@ -53,7 +53,7 @@ APT_PACKAGES=(
   postgresql redis-server redis-tools
   prometheus prometheus-alertmanager victoria-metrics
   prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
-  python3-aiosmtpd curl ca-certificates procps iproute2
+  python3-aiosmtpd curl ca-certificates procps iproute2 openssl
 )
 
 # ---------------------------------------------------------------------------- helpers
