@@ -15,12 +15,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::alert::engine::AlertEngine;
 use crate::api::metrics::{MetricsSource, MetricsWriter};
 use crate::api::{self, AppState, Readiness};
 use crate::collect::CollectorManager;
 use crate::config::reload::{ReloadStatus, Watcher};
 use crate::config::{Config, ConfigSource};
 use crate::demo::Demo;
+use crate::notify::dispatch::Dispatcher;
+use crate::notify::outbox::Outbox;
 use crate::scrape::ScrapeManager;
 use crate::slo::SloManager;
 use crate::store::ledger::{Ledger, LedgerError};
@@ -136,6 +139,10 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     let collectors = CollectorManager::new(store.clone(), cancel.clone());
     collectors.apply_config(&config.collectors);
 
+    let (notify_tx, notify_rx) = tokio::sync::mpsc::channel(1024);
+    let dispatcher = Dispatcher::new(config.alerting.clone(), ledger.clone(), notify_tx).await;
+    let outbox = Outbox::new(config.alerting.clone(), ledger.clone()).await;
+
     let mut tasks = JoinSet::new();
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
@@ -148,6 +155,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         scrape: Some(scrape.clone()),
         slo: Some(slo.clone()),
         collectors: Some(collectors.clone()),
+        dispatcher: Some(dispatcher.clone()),
+        outbox: Some(outbox.clone()),
     });
 
     let demo = if config.demo.enabled {
@@ -174,6 +183,14 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     info!("listening on http://{local}");
 
     tasks.spawn(slo.clone().run(cancel.clone()));
+    tasks.spawn(outbox.clone().run(notify_rx, cancel.clone()));
+    tasks.spawn(dispatcher.clone().run(cancel.clone()));
+    tasks.spawn(run_alerts(
+        slo.subscribe(),
+        store.clone(),
+        dispatcher.clone(),
+        cancel.clone(),
+    ));
     let mut current = config;
 
     while let Some(trigger) = watcher.changed(&cancel).await {
@@ -185,6 +202,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                 }
                 scrape.apply_config(&new.scrape);
                 collectors.apply_config(&new.collectors);
+                dispatcher.apply_config(new.alerting.clone());
+                outbox.apply_config(new.alerting.clone());
                 slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
                 current = new;
                 reload.record(true);
@@ -220,6 +239,25 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     ledger.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Evaluates the alert rules after every SLO round and hands the alerts to the dispatcher.
+async fn run_alerts(
+    mut rounds: tokio::sync::watch::Receiver<(i64, Arc<Vec<crate::slo::engine::SloStatus>>)>,
+    store: Arc<SeriesStore>,
+    dispatcher: Dispatcher,
+    cancel: CancellationToken,
+) {
+    let mut engine = AlertEngine::default();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = rounds.changed() => if changed.is_err() { break },
+        }
+        let (now, statuses) = rounds.borrow_and_update().clone();
+        let alerts = engine.evaluate(now, &statuses, &store);
+        dispatcher.update(alerts, now);
+    }
 }
 
 fn warn_restart_needed(old: &Config, new: &Config) {

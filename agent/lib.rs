@@ -12,11 +12,13 @@
 //! issues land) -> store -> SLO evaluation -> alerting -> notification, with the API reading
 //! from the store. A module never reaches back up that chain.
 
+pub mod alert;
 pub mod api;
 pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod notify;
 pub mod scrape;
 pub mod slo;
 pub mod store;

@@ -2,7 +2,9 @@
 //! page; later issues add `/api/v1/*` and the status page here. Reads from the other modules,
 //! never writes to them.
 
+mod alerting;
 pub mod metrics;
+mod notifications;
 mod slos;
 mod targets;
 
@@ -63,6 +65,10 @@ pub struct AppState {
     pub slo: Option<crate::slo::SloManager>,
     /// The collector manager, for `/api/v1/collectors`.
     pub collectors: Option<crate::collect::CollectorManager>,
+    /// The alert dispatcher, for `/api/v1/alerts`, silences and `/api/v2/`.
+    pub dispatcher: Option<crate::notify::dispatch::Dispatcher>,
+    /// The notification outbox, for `/api/v1/alerts/history`.
+    pub outbox: Option<crate::notify::outbox::Outbox>,
 }
 
 /// Builds the router.
@@ -77,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/slos", get(slos::list))
         .route("/api/v1/slos/{service}/{name}", get(slos::one))
         .route("/api/v1/slos/{name}", get(slos::one_by_name))
+        .merge(alerting::routes())
+        .merge(notifications::routes())
         .with_state(state)
 }
 
@@ -189,6 +197,8 @@ mod tests {
             scrape: None,
             slo: None,
             collectors: None,
+            dispatcher: None,
+            outbox: None,
         });
         let (code, body) = get_text(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -209,6 +219,8 @@ mod tests {
             scrape: None,
             slo: None,
             collectors: None,
+            dispatcher: None,
+            outbox: None,
         });
         let (code, body) = get_text(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);

@@ -393,9 +393,18 @@ impl Output {
         };
         self.key.clear();
         self.key.push_str(&family.name);
-        let mut sorted: Vec<(&str, &str)> = labels.to_vec();
+        // Sorted label pairs, on the stack for the usual handful of labels.
+        let mut small = [("", ""); 8];
+        let mut large = Vec::new();
+        let sorted: &mut [(&str, &str)] = if labels.len() <= small.len() {
+            small[..labels.len()].copy_from_slice(labels);
+            &mut small[..labels.len()]
+        } else {
+            large.extend_from_slice(labels);
+            &mut large
+        };
         sorted.sort_unstable();
-        for (k, v) in &sorted {
+        for (k, v) in sorted.iter() {
             self.key.push('\u{0}');
             self.key.push_str(k);
             self.key.push('\u{1}');
@@ -405,20 +414,22 @@ impl Output {
             self.duplicates += 1;
             return;
         }
-        let series = match self.cache.get(&self.key) {
-            Some(s) => s.clone(),
-            None => {
-                let mut b = LabelBuilder::default();
-                for (k, v) in &self.base {
-                    b.set(k.clone(), v.clone());
-                }
-                for (k, v) in &sorted {
-                    b.set((*k).to_string(), (*v).to_string());
-                }
-                b.set("__name__".into(), family.name.clone());
-                Series::new(b.finish())
-            }
-        };
+        // Move the entry from last round's cache to this round's: no key allocation for a
+        // series seen before.
+        if let Some((key, series)) = self.cache.remove_entry(self.key.as_str()) {
+            family.samples.push((series.clone(), value));
+            self.seen.insert(key, series);
+            return;
+        }
+        let mut b = LabelBuilder::default();
+        for (k, v) in &self.base {
+            b.set(k.clone(), v.clone());
+        }
+        for (k, v) in sorted.iter() {
+            b.set((*k).to_string(), (*v).to_string());
+        }
+        b.set("__name__".into(), family.name.clone());
+        let series = Series::new(b.finish());
         self.seen.insert(self.key.clone(), series.clone());
         family.samples.push((series, value));
     }
@@ -748,5 +759,68 @@ impl MetricsSource for CollectorManager {
                 w.sample(name, &labels, *value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(String, String)> {
+        vec![
+            ("job".into(), "redis".into()),
+            ("instance".into(), "cache".into()),
+        ]
+    }
+
+    #[test]
+    fn output_interns_series_across_rounds_and_keeps_the_first_duplicate() {
+        let mut out = Output::new(base());
+        out.family("redis_db_keys", "Keys.", Kind::Gauge);
+        out.sample(&[("db", "db0")], 3.0);
+        out.sample(&[("db", "db1")], 4.0);
+        out.sample(&[("db", "db0")], 99.0);
+        out.family("redis_up_since", "x", Kind::Counter);
+        out.sample(&[], 1.0);
+        // Back to the first family: samples join it.
+        out.family("redis_db_keys", "Keys.", Kind::Gauge);
+        out.sample(&[("db", "db2")], 5.0);
+        assert_eq!(out.duplicates, 1);
+        let fam = &out.families()[out.families().len() - 1];
+        assert_eq!(fam.name, "redis_db_keys");
+        let values: Vec<f64> = fam.samples.iter().map(|(_, v)| *v).collect();
+        assert_eq!(values, [3.0, 4.0, 5.0], "first value of a duplicate wins");
+        let first = fam.samples[0].0.clone();
+        assert_eq!(
+            first.labels.to_string(),
+            "redis_db_keys{db=\"db0\",instance=\"cache\",job=\"redis\"}"
+        );
+        // Next round: the same series object (same id) for the same labels, in any order.
+        out.next_round();
+        out.family("redis_db_keys", "Keys.", Kind::Gauge);
+        out.sample(&[("db", "db0")], 6.0);
+        assert!(Arc::ptr_eq(&out.families()[0].samples[0].0, &first));
+        // A series missing for a round is forgotten: it comes back with a new id.
+        out.next_round();
+        out.next_round();
+        out.family("redis_db_keys", "Keys.", Kind::Gauge);
+        out.sample(&[("db", "db0")], 7.0);
+        assert_ne!(out.families()[0].samples[0].0.id, first.id);
+    }
+
+    #[test]
+    fn label_order_does_not_make_a_new_series() {
+        let mut out = Output::new(base());
+        out.family("m", "h", Kind::Gauge);
+        out.sample(&[("a", "1"), ("b", "2")], 1.0);
+        out.sample(&[("b", "2"), ("a", "1")], 2.0);
+        assert_eq!(out.duplicates, 1);
+        let many: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("l{i:02}"), i.to_string()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        out.sample(&pairs, 3.0);
+        assert_eq!(out.families()[0].samples.len(), 2);
+        assert_eq!(out.families()[0].samples[1].0.labels.len(), 12 + 3);
     }
 }

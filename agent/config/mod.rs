@@ -66,9 +66,16 @@ pub struct Config {
     /// `.test.yaml` are rule tests and are skipped.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// Alerting files (globs, relative to the config file), e.g. `alerts/*.yaml`: the route
+    /// tree, receivers, inhibit rules and threshold rules; see docs/alerting.md.
+    #[serde(default)]
+    pub alerts: Vec<String>,
     /// The SLOs loaded from `rules` (filled by [`ConfigSource::load`]).
     #[serde(skip)]
     pub slos: Vec<Arc<crate::slo::spec::Slo>>,
+    /// The alerting configuration loaded from `alerts` (filled by [`ConfigSource::load`]).
+    #[serde(skip)]
+    pub alerting: Arc<crate::notify::config::AlertingConfig>,
 }
 
 /// `agent:` section.
@@ -381,6 +388,10 @@ impl ConfigSource {
                 .map_err(ConfigError::Rules)?
         };
         cfg.slos = slos.into_iter().map(Arc::new).collect();
+        cfg.alerting = Arc::new(
+            crate::notify::config::load(&cfg.alerts, &base, &self.display_name())
+                .map_err(ConfigError::Rules)?,
+        );
         Ok(cfg)
     }
 }

@@ -32,6 +32,8 @@ type Pending = BTreeMap<(String, String, i64, i64), (f64, f64)>;
 struct Inner {
     engine: Mutex<Engine>,
     statuses: RwLock<Arc<Vec<SloStatus>>>,
+    /// The round's time and statuses, for the alert engine.
+    rounds_tx: tokio::sync::watch::Sender<(i64, Arc<Vec<SloStatus>>)>,
     history: RwLock<HashMap<String, Vec<PeriodRow>>>,
     pending: Mutex<(Pending, Vec<PeriodRow>)>,
     interval: Mutex<Duration>,
@@ -107,6 +109,7 @@ impl SloManager {
             inner: Arc::new(Inner {
                 engine: Mutex::new(engine),
                 statuses: RwLock::new(Arc::new(Vec::new())),
+                rounds_tx: tokio::sync::watch::channel((0, Arc::new(Vec::new()))).0,
                 history: RwLock::new(history),
                 pending: Mutex::new((Pending::new(), Vec::new())),
                 interval: Mutex::new(interval),
@@ -227,9 +230,11 @@ impl SloManager {
         for p in &periods {
             tracing::info!(slo = %p.slo, group = %p.group, period = %p.name, met = p.met, budget_used = p.budget_used, "SLO period completed");
         }
+        let statuses = Arc::new(statuses);
         if let Ok(mut s) = self.inner.statuses.write() {
-            *s = Arc::new(statuses);
+            *s = statuses.clone();
         }
+        self.inner.rounds_tx.send_replace((now, statuses));
         self.flush(now).await;
         self.inner.rounds.fetch_add(1, Ordering::Relaxed);
         self.inner
@@ -286,6 +291,11 @@ impl SloManager {
                 tracing::warn!(error = %err, "ledger retention failed; will retry next hour");
             }
         }
+    }
+
+    /// Wakes after every round with its time (ms) and statuses; the alert engine follows it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<(i64, Arc<Vec<SloStatus>>)> {
+        self.inner.rounds_tx.subscribe()
     }
 
     /// Statuses of the last round.

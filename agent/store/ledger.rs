@@ -96,6 +96,11 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The connection pool, for modules that keep their own tables (silences, outbox).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Opens (creating if missing) the SQLite ledger `vigil.db` in `data_dir` and migrates it.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Self, LedgerError> {
         let file: PathBuf = data_dir.join("vigil.db");
