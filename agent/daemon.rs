@@ -143,6 +143,9 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     let dispatcher = Dispatcher::new(config.alerting.clone(), ledger.clone(), notify_tx).await;
     let outbox = Outbox::new(config.alerting.clone(), ledger.clone()).await;
 
+    let alert_engine = AlertEngine::new(&config.alerting.rules);
+    let alerts = alert_engine.handle();
+
     let mut tasks = JoinSet::new();
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
@@ -151,6 +154,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
             Arc::new(scrape.clone()),
             Arc::new(slo.clone()),
             Arc::new(collectors.clone()),
+            Arc::new(alerts.clone()),
         ],
         scrape: Some(scrape.clone()),
         slo: Some(slo.clone()),
@@ -186,6 +190,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     tasks.spawn(outbox.clone().run(notify_rx, cancel.clone()));
     tasks.spawn(dispatcher.clone().run(cancel.clone()));
     tasks.spawn(run_alerts(
+        alert_engine,
         slo.subscribe(),
         store.clone(),
         dispatcher.clone(),
@@ -202,6 +207,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                 }
                 scrape.apply_config(&new.scrape);
                 collectors.apply_config(&new.collectors);
+                alerts.apply_config(&new.alerting.rules);
                 dispatcher.apply_config(new.alerting.clone());
                 outbox.apply_config(new.alerting.clone());
                 slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
@@ -243,12 +249,12 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
 
 /// Evaluates the alert rules after every SLO round and hands the alerts to the dispatcher.
 async fn run_alerts(
+    mut engine: AlertEngine,
     mut rounds: tokio::sync::watch::Receiver<(i64, Arc<Vec<crate::slo::engine::SloStatus>>)>,
     store: Arc<SeriesStore>,
     dispatcher: Dispatcher,
     cancel: CancellationToken,
 ) {
-    let mut engine = AlertEngine::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,

@@ -138,6 +138,9 @@ pub struct SloStatus {
     pub instances: Vec<InstanceStatus>,
     /// Minimum events per window before burn alerts may fire.
     pub min_events: f64,
+    /// The SLO itself (labels, alert tiers), for the alert engine.
+    #[serde(skip)]
+    pub slo: Arc<Slo>,
 }
 
 struct Instance {
@@ -197,27 +200,43 @@ fn new_instance(slo: &Slo) -> Instance {
     }
 }
 
+/// The windows an SLO reports: the standard alerting windows, the windows of its alert tiers,
+/// then the SLO window last.
+fn windows_of(slo: &Slo) -> (Vec<WindowSpec>, Option<Tz>) {
+    let mut windows = alerting_windows();
+    for d in slo.alert_windows() {
+        let name = window_name(d);
+        if !windows.iter().any(|w| w.name == name) {
+            windows.push(WindowSpec {
+                name,
+                length_ms: d.as_millis() as i64,
+            });
+        }
+    }
+    let tz = match &slo.spec.window {
+        Window::Rolling(d) => {
+            let name = window_name(*d);
+            windows.retain(|w| w.name != name);
+            windows.push(WindowSpec {
+                name,
+                length_ms: d.as_millis() as i64,
+            });
+            None
+        }
+        Window::Calendar { unit, time_zone } => {
+            windows.push(WindowSpec {
+                name: format!("{unit:?}").to_lowercase(),
+                length_ms: 0,
+            });
+            time_zone.parse::<Tz>().ok()
+        }
+    };
+    (windows, tz)
+}
+
 impl SloState {
     fn new(slo: Arc<Slo>) -> Self {
-        let mut windows = alerting_windows();
-        let tz = match &slo.spec.window {
-            Window::Rolling(d) => {
-                let name = window_name(*d);
-                windows.retain(|w| w.name != name);
-                windows.push(WindowSpec {
-                    name,
-                    length_ms: d.as_millis() as i64,
-                });
-                None
-            }
-            Window::Calendar { unit, time_zone } => {
-                windows.push(WindowSpec {
-                    name: format!("{unit:?}").to_lowercase(),
-                    length_ms: 0,
-                });
-                time_zone.parse::<Tz>().ok()
-            }
-        };
+        let (windows, tz) = windows_of(&slo);
         Self {
             slo,
             windows,
@@ -360,6 +379,8 @@ impl Engine {
             .into_iter()
             .map(|slo| match old.remove(&slo.id) {
                 Some(mut st) if same_definition(&st.slo, &slo) => {
+                    // Alert tiers may have changed the windows to report.
+                    st.windows = windows_of(&slo).0;
                     st.slo = slo;
                     st
                 }
@@ -881,6 +902,7 @@ fn status_of(st: &mut SloState, now_ms: i64) -> SloStatus {
         problem: st.problem.clone(),
         instances,
         min_events: st.slo.spec.min_events,
+        slo: st.slo.clone(),
     }
 }
 

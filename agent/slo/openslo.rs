@@ -959,6 +959,7 @@ fn convert_slo(
                 labels: meta.labels.clone(),
                 group_by,
                 min_events: 0.0,
+                alerts: Default::default(),
                 sli,
             },
             name_path,

@@ -71,6 +71,163 @@ pub struct SloSpec {
     /// The indicator.
     #[serde(with = "serde_yaml::with::singleton_map")]
     pub sli: Sli,
+    /// The alerts generated from this SLO (burn-rate tiers, budget exhausted, no data); all on
+    /// by default. See docs/alerting-rules.md.
+    #[serde(default)]
+    pub alerts: SloAlerts,
+}
+
+/// `alerts:` of an SLO: multi-window multi-burn-rate tiers, budget exhausted and no data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloAlerts {
+    /// `false` turns off every alert of this SLO.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Labels added to every alert of this SLO (templated).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every alert of this SLO (templated); a tier's own win.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Burn-rate tiers by name: overrides of the default tiers (`page_fast`, `page_slow`,
+    /// `ticket_fast`, `ticket_slow`) and custom tiers.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, TierSpec>,
+    /// The `SLOBudgetExhausted` alert.
+    #[serde(default)]
+    pub budget_exhausted: ConditionAlertSpec,
+    /// The `SLONoData` alert.
+    #[serde(default)]
+    pub no_data: ConditionAlertSpec,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SloAlerts {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            tiers: BTreeMap::new(),
+            budget_exhausted: ConditionAlertSpec::default(),
+            no_data: ConditionAlertSpec::default(),
+        }
+    }
+}
+
+/// One burn-rate tier: fires when the burn rate over both windows exceeds `factor`. Every key
+/// is optional for the default tiers; a custom tier needs the windows and a factor (or a
+/// budget share).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    /// `false` turns the tier off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The long window (`1h`): whole minutes up to 6h, whole hours above.
+    #[serde(default, deserialize_with = "crate::config::scrape::opt_duration")]
+    pub long_window: Option<Duration>,
+    /// The short window (`5m`), shorter than the long one; it makes the alert stop soon after
+    /// the burn stops.
+    #[serde(default, deserialize_with = "crate::config::scrape::opt_duration")]
+    pub short_window: Option<Duration>,
+    /// Burn rate above which the tier fires (exclusive with `budget_share`).
+    #[serde(default)]
+    pub factor: Option<f64>,
+    /// Share of the whole budget spent within the long window that makes it fire (0.02 = 2%);
+    /// the factor is `budget_share x SLO window / long window`.
+    #[serde(default)]
+    pub budget_share: Option<f64>,
+    /// The `severity` label (`page`, `ticket`, ...).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(
+        default,
+        rename = "for",
+        deserialize_with = "crate::config::scrape::opt_duration"
+    )]
+    pub for_: Option<Duration>,
+    /// How long the alert keeps firing after the condition stopped.
+    #[serde(default, deserialize_with = "crate::config::scrape::opt_duration")]
+    pub keep_firing_for: Option<Duration>,
+    /// Extra labels (templated).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations (templated).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The budget-exhausted or no-data alert of an SLO.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionAlertSpec {
+    /// `false` turns it off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The `severity` label (default `ticket`).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// How long the condition must hold before the alert fires (default 5m for budget
+    /// exhausted, 10m for no data).
+    #[serde(
+        default,
+        rename = "for",
+        deserialize_with = "crate::config::scrape::opt_duration"
+    )]
+    pub for_: Option<Duration>,
+    /// How long the alert keeps firing after the condition stopped.
+    #[serde(default, deserialize_with = "crate::config::scrape::opt_duration")]
+    pub keep_firing_for: Option<Duration>,
+    /// Extra labels (templated).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations (templated).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A burn-rate tier with every default applied, as the alert engine evaluates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertTier {
+    /// Tier name (`page_fast`), the `tier` label.
+    pub name: String,
+    /// The `severity` label.
+    pub severity: String,
+    /// Long window.
+    pub long_window: Duration,
+    /// Short window.
+    pub short_window: Duration,
+    /// Burn rate threshold (exclusive).
+    pub factor: f64,
+    /// `for`.
+    pub for_: Duration,
+    /// `keep_firing_for`.
+    pub keep_firing_for: Duration,
+    /// Extra labels (templated).
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations (templated).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The default tiers as (name, severity, long window, short window, budget share), as Sloth and
+/// the Google SRE workbook define them: 2% of the budget in 1h, 5% in 6h, 10% in 1d and 10% in
+/// 3d. For a 30d window the factors are 14.4, 6, 3 and 1.
+pub const DEFAULT_TIERS: [(&str, &str, u64, u64, f64); 4] = [
+    ("page_fast", "page", 3600, 300, 0.02),
+    ("page_slow", "page", 6 * 3600, 1800, 0.05),
+    ("ticket_fast", "ticket", 86_400, 2 * 3600, 0.10),
+    ("ticket_slow", "ticket", 3 * 86_400, 6 * 3600, 0.10),
+];
+
+/// The burn-rate factor that spends `budget_share` of the budget of a `window` within `long`.
+pub fn burn_factor(budget_share: f64, window: Duration, long: Duration) -> f64 {
+    budget_share * window.as_secs_f64() / long.as_secs_f64().max(1.0)
 }
 
 /// The SLO window.
@@ -302,6 +459,294 @@ impl Slo {
             } => Duration::from_secs(92 * 86_400),
         }
     }
+}
+
+impl Slo {
+    /// The window length budget shares are taken of: the rolling window, or the nominal
+    /// calendar period (week 7d, month 30d, quarter 90d).
+    pub fn budget_window(&self) -> Duration {
+        nominal_length(&self.spec.window)
+    }
+
+    /// The enabled burn-rate tiers with defaults applied, most severe first (by severity, then
+    /// by factor). Default tiers whose long window exceeds the SLO window are left out.
+    pub fn alert_tiers(&self) -> Vec<AlertTier> {
+        let alerts = &self.spec.alerts;
+        if !alerts.enabled {
+            return Vec::new();
+        }
+        let window = self.budget_window();
+        let mut out = Vec::new();
+        let none = TierSpec::default();
+        for (name, severity, long, short, share) in DEFAULT_TIERS {
+            let t = alerts.tiers.get(name).unwrap_or(&none);
+            let long_window = t.long_window.unwrap_or(Duration::from_secs(long));
+            if t.enabled == Some(false) || (t.long_window.is_none() && long_window > window) {
+                continue;
+            }
+            out.push(resolve_tier(
+                name,
+                t,
+                severity,
+                long_window,
+                Duration::from_secs(short),
+                share,
+                window,
+            ));
+        }
+        for (name, t) in &alerts.tiers {
+            if DEFAULT_TIERS.iter().any(|d| d.0 == name) || t.enabled == Some(false) {
+                continue;
+            }
+            let (Some(long), Some(short)) = (t.long_window, t.short_window) else {
+                continue;
+            };
+            out.push(resolve_tier(name, t, "page", long, short, 0.0, window));
+        }
+        out.sort_by(|a, b| {
+            severity_rank(&a.severity)
+                .cmp(&severity_rank(&b.severity))
+                .then(b.factor.total_cmp(&a.factor))
+                .then(a.name.cmp(&b.name))
+        });
+        out
+    }
+
+    /// The windows (long and short) of every enabled tier, for the SLO engine to compute.
+    pub fn alert_windows(&self) -> Vec<Duration> {
+        let mut w: Vec<Duration> = self
+            .alert_tiers()
+            .iter()
+            .flat_map(|t| [t.long_window, t.short_window])
+            .collect();
+        w.sort();
+        w.dedup();
+        w
+    }
+}
+
+/// A rolling window's length, or the nominal length of a calendar period.
+fn nominal_length(window: &Window) -> Duration {
+    match window {
+        Window::Rolling(d) => *d,
+        Window::Calendar { unit, .. } => Duration::from_secs(
+            86_400
+                * match unit {
+                    CalendarUnit::Week => 7,
+                    CalendarUnit::Month => 30,
+                    CalendarUnit::Quarter => 90,
+                },
+        ),
+    }
+}
+
+/// Labels the alert engine sets itself.
+const RESERVED_ALERT_LABELS: [&str; 5] = ["alertname", "severity", "service", "slo", "tier"];
+
+fn check_alert_maps(
+    prefix: &str,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    bad: &mut dyn FnMut(&str, String),
+) {
+    use crate::alert::engine::template::{SLO_VARS, check};
+    for (k, v) in labels {
+        let path = format!("{prefix}labels.{k}");
+        if let Err(e) = check_label_name(k) {
+            bad(&path, e);
+        } else if RESERVED_ALERT_LABELS.contains(&k.as_str()) {
+            let hint = if k == "severity" {
+                "set it with the severity key instead"
+            } else {
+                "use another label name"
+            };
+            bad(&path, format!("{k} is set by vigil; {hint}"));
+        }
+        if let Err(e) = check(v, SLO_VARS) {
+            bad(&path, e);
+        }
+    }
+    for (k, v) in annotations {
+        let path = format!("{prefix}annotations.{k}");
+        if let Err(e) = check_label_name(k) {
+            bad(&path, e);
+        }
+        if let Err(e) = check(v, SLO_VARS) {
+            bad(&path, e);
+        }
+    }
+}
+
+/// An alert window: whole minutes from 1m, whole hours above 6h (what the SLO engine's minute
+/// and hour buckets can sum).
+fn check_alert_window(path: &str, d: Duration, bad: &mut dyn FnMut(&str, String)) {
+    let s = d.as_secs();
+    let text = humantime::format_duration(d);
+    if s < 60 || s % 60 != 0 || d.subsec_nanos() != 0 {
+        bad(
+            path,
+            format!("{text} is not a whole number of minutes; use 1m or more, e.g. 5m"),
+        );
+    } else if s > 6 * 3600 && s % 3600 != 0 {
+        bad(
+            path,
+            format!("{text} is longer than 6h but not a whole number of hours; e.g. 12h"),
+        );
+    }
+}
+
+/// `30d`, `6h`, `90m` for whole minutes, else humantime's form.
+fn dur(d: Duration) -> String {
+    if d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 && d.as_secs() > 0 {
+        super::window::window_name(d)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+fn check_alerts(a: &SloAlerts, window: Duration, bad: &mut dyn FnMut(&str, String)) {
+    check_alert_maps("alerts.", &a.labels, &a.annotations, bad);
+    let defaults: Vec<&str> = DEFAULT_TIERS.iter().map(|d| d.0).collect();
+    for (name, t) in &a.tiers {
+        let p = format!("alerts.tiers.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            bad(
+                &p,
+                format!("{name:?} is not a valid tier name; use letters, digits, _ and -"),
+            );
+            continue;
+        }
+        let default = DEFAULT_TIERS.iter().find(|d| d.0 == name);
+        if default.is_none() && (t.long_window.is_none() || t.short_window.is_none()) {
+            bad(
+                &p,
+                format!(
+                    "custom tier {name} needs long_window and short_window (and factor or budget_share); the default tiers are {}",
+                    defaults.join(", ")
+                ),
+            );
+            continue;
+        }
+        if default.is_none() && t.factor.is_none() && t.budget_share.is_none() {
+            bad(
+                &p,
+                format!("custom tier {name} needs factor (e.g. 14.4) or budget_share (e.g. 0.02)"),
+            );
+        }
+        if let Some(f) = t.factor {
+            if !(f > 0.0 && f.is_finite()) {
+                bad(
+                    &format!("{p}.factor"),
+                    format!("{f} must be a burn rate above 0, e.g. 14.4"),
+                );
+            }
+        }
+        if let Some(b) = t.budget_share {
+            if !(b > 0.0 && b <= 1.0) {
+                bad(
+                    &format!("{p}.budget_share"),
+                    format!("{b} must be above 0 and at most 1, e.g. 0.02 for 2% of the budget"),
+                );
+            }
+        }
+        if t.factor.is_some() && t.budget_share.is_some() {
+            bad(&p, "set factor or budget_share, not both".into());
+        }
+        let long = t
+            .long_window
+            .or(default.map(|d| Duration::from_secs(d.2)))
+            .unwrap_or_default();
+        let short = t
+            .short_window
+            .or(default.map(|d| Duration::from_secs(d.3)))
+            .unwrap_or_default();
+        if let Some(l) = t.long_window {
+            check_alert_window(&format!("{p}.long_window"), l, bad);
+            if l > window {
+                bad(
+                    &format!("{p}.long_window"),
+                    format!(
+                        "{} is longer than the SLO window ({}); use at most the SLO window",
+                        dur(l),
+                        dur(window)
+                    ),
+                );
+            }
+        }
+        if let Some(s) = t.short_window {
+            check_alert_window(&format!("{p}.short_window"), s, bad);
+        }
+        if short >= long {
+            bad(
+                &format!("{p}.short_window"),
+                format!(
+                    "{} is not shorter than the long window ({}); the short window must be shorter, typically long / 12",
+                    dur(short),
+                    dur(long)
+                ),
+            );
+        }
+        if t.severity.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            bad(
+                &format!("{p}.severity"),
+                "must not be empty; e.g. page or ticket".into(),
+            );
+        }
+        check_alert_maps(&format!("{p}."), &t.labels, &t.annotations, bad);
+    }
+    for (key, c) in [
+        ("budget_exhausted", &a.budget_exhausted),
+        ("no_data", &a.no_data),
+    ] {
+        let p = format!("alerts.{key}");
+        if c.severity.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            bad(
+                &format!("{p}.severity"),
+                "must not be empty; e.g. page or ticket".into(),
+            );
+        }
+        check_alert_maps(&format!("{p}."), &c.labels, &c.annotations, bad);
+    }
+}
+
+fn resolve_tier(
+    name: &str,
+    t: &TierSpec,
+    severity: &str,
+    long_window: Duration,
+    default_short: Duration,
+    default_share: f64,
+    window: Duration,
+) -> AlertTier {
+    let factor = match (t.factor, t.budget_share) {
+        (Some(f), _) => f,
+        (None, Some(s)) => burn_factor(s, window, long_window),
+        (None, None) => burn_factor(default_share, window, long_window),
+    };
+    AlertTier {
+        name: name.to_string(),
+        severity: t.severity.clone().unwrap_or_else(|| severity.to_string()),
+        long_window,
+        short_window: t.short_window.unwrap_or(default_short),
+        factor,
+        for_: t.for_.unwrap_or_default(),
+        keep_firing_for: t.keep_firing_for.unwrap_or_default(),
+        labels: t.labels.clone(),
+        annotations: t.annotations.clone(),
+    }
+}
+
+/// Order of severities, most severe first: critical, page, error, warning, ticket, info, then
+/// any other value.
+pub fn severity_rank(severity: &str) -> usize {
+    ["critical", "page", "error", "warning", "ticket", "info"]
+        .iter()
+        .position(|s| *s == severity)
+        .unwrap_or(6)
 }
 
 /// The longest window any SLO may use (a quarter), and the shortest.
@@ -619,6 +1064,7 @@ fn validate_file(
         if s.min_events < 0.0 || !s.min_events.is_finite() {
             bad("min_events", format!("{} must be 0 or more", s.min_events));
         }
+        check_alerts(&s.alerts, nominal_length(&s.window), &mut bad);
         let mut selectors = Vec::new();
         let mut sel = |key: &str, text: &str, bad: &mut dyn FnMut(&str, String)| match text
             .parse::<Selector>()

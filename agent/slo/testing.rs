@@ -22,6 +22,11 @@
 //!         sli: 0.98
 //! ```
 //!
+//! Alert times: `{at: 1m, slo: availability, alert: page_fast, alert_state: firing}` runs the
+//! alert engine (`crate::alert`) over the same rounds; `alert` is a burn-rate tier or an alert
+//! name (`SLOBudgetExhausted`, `SLONoData`), `alert_state` one of inactive, pending, firing,
+//! inhibited (firing, but a more severe tier notifies) and resolved.
+//!
 //! Values: numbers, `_` (no sample), `stale` (the series disappears), `a+bxn` / `a-bxn`
 //! (a, a±b, …, a±nb), `axn` (a repeated n+1 times), `_xn` (n+1 missing samples).
 
@@ -121,6 +126,14 @@ pub struct Expectation {
     /// Relative tolerance (default 1e-9).
     #[serde(default)]
     pub tolerance: Option<f64>,
+    /// An alert of this SLO: a burn-rate tier (`page_fast`) or an alert name
+    /// (`SLOBudgetExhausted`, `SLONoData`); checked against `alert_state`.
+    #[serde(default)]
+    pub alert: Option<String>,
+    /// Expected state of `alert`: `inactive`, `pending`, `firing`, `resolved`, or
+    /// `inhibited` (firing, but a more severe tier notifies).
+    #[serde(default)]
+    pub alert_state: Option<String>,
 }
 
 fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
@@ -239,7 +252,10 @@ fn run_case(
     times.sort_unstable();
     times.dedup();
     let mut engine = Engine::new(slos.to_vec());
+    let mut alert_engine = crate::alert::engine::AlertEngine::default();
+    let empty_store = crate::store::series::SeriesStore::new();
     let mut results: HashMap<i64, Vec<SloStatus>> = HashMap::new();
+    let mut alerts: HashMap<i64, Vec<crate::alert::Alert>> = HashMap::new();
     for &t in &times {
         let mut samples = Vec::new();
         for (series, points) in &inputs {
@@ -269,6 +285,10 @@ fn run_case(
             Arc::new(Snapshot::from_samples(start_ms + t, samples)),
         )];
         let (statuses, _) = engine.round(start_ms + t, &snap);
+        alerts.insert(
+            t,
+            alert_engine.evaluate(start_ms + t, &statuses, &empty_store),
+        );
         results.insert(t, statuses);
     }
     let mut failures = Vec::new();
@@ -289,6 +309,31 @@ fn run_case(
                 .unwrap_or_default();
             if &got != c {
                 failures.push(format!("{label}: condition expected {c}, got {got}"));
+            }
+        }
+        if let Some(name) = &exp.alert {
+            let want = exp.alert_state.as_deref().unwrap_or("firing");
+            let got = alerts
+                .get(&at)
+                .and_then(|list| {
+                    list.iter().find(|a| {
+                        let l = |k: &str| a.labels.get(k).map(String::as_str);
+                        l("service") == Some(st.service.as_str())
+                            && l("slo") == Some(st.name.as_str())
+                            && (l("tier") == Some(name.as_str())
+                                || l("alertname") == Some(name.as_str()))
+                            && exp.group.iter().all(|(k, v)| a.labels.get(k) == Some(v))
+                    })
+                })
+                .map(|a| match (a.state, &a.inhibited_by) {
+                    (crate::alert::AlertState::Firing, Some(_)) => "inhibited",
+                    (crate::alert::AlertState::Firing, None) => "firing",
+                    (crate::alert::AlertState::Pending, _) => "pending",
+                    (crate::alert::AlertState::Resolved, _) => "resolved",
+                })
+                .unwrap_or("inactive");
+            if got != want {
+                failures.push(format!("{label}: alert {name} expected {want}, got {got}"));
             }
         }
         let Some(inst) = st
