@@ -14,7 +14,7 @@ use std::time::Instant;
 use vigil::slo::budget::Counts;
 use vigil::slo::engine::Engine;
 use vigil::slo::spec::parse_file;
-use vigil::store::series::{LabelSet, Sample, Series, Snapshot};
+use vigil::store::series::{LabelSet, Series, Snapshot};
 
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
@@ -69,19 +69,20 @@ fn setup(n: usize, now: i64) -> (Engine, Vec<Arc<Series>>) {
     (engine, series)
 }
 
-fn snapshot(series: &[Arc<Series>], round: u64, ts: i64) -> Vec<(String, Arc<Snapshot>)> {
-    let samples = series
-        .iter()
-        .enumerate()
-        .map(|(k, s)| Sample {
-            series: s.clone(),
-            value: (round * if k % 2 == 0 { 100 } else { 1 }) as f64,
-            timestamp_ms: ts,
-        })
+/// One scrape's snapshot: the same series list every round (shared, as a scrape of an
+/// unchanged target publishes it), new counter values.
+fn snapshot(series: &Arc<[Arc<Series>]>, round: u64, ts: i64) -> Vec<(String, Arc<Snapshot>)> {
+    let values = (0..series.len())
+        .map(|k| (round * if k % 2 == 0 { 100 } else { 1 }) as f64)
         .collect();
     vec![(
         "bench".into(),
-        Arc::new(Snapshot::from_samples(ts, samples)),
+        Arc::new(Snapshot {
+            collected_at_ms: ts,
+            series: series.clone(),
+            values,
+            timestamps_ms: Vec::new(),
+        }),
     )]
 }
 
@@ -94,6 +95,7 @@ fn main() {
     for &(n, rounds) in &[(1_000usize, 600u64), (10_000, 120)] {
         let start = 1_800_000_000_000i64 + 50 * MINUTE_MS;
         let (mut engine, series) = setup(n, start);
+        let series: Arc<[Arc<Series>]> = series.into();
         let mut times = Vec::with_capacity(rounds as usize);
         for r in 0..rounds {
             let now = start + r as i64 * 10_000;

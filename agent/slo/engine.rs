@@ -183,7 +183,16 @@ pub struct Engine {
     by_id: HashMap<String, usize>,
     counters: HashMap<u64, CounterTrack>,
     matches: HashMap<u64, MatchEntry>,
+    /// Per source: the series list last walked and the positions in it that any SLO uses (or
+    /// `up`). A source whose series list is unchanged (shared `Arc`) is visited only at those
+    /// positions, so a round costs O(series SLOs use), not O(series scraped).
+    relevant: HashMap<String, Relevant>,
     round: u64,
+}
+
+struct Relevant {
+    series: Arc<[Arc<crate::store::series::Series>]>,
+    positions: Vec<u32>,
 }
 
 /// Encodes group label values as the ledger and API key.
@@ -322,6 +331,7 @@ impl Engine {
             by_pair: HashMap::new(),
             counters: HashMap::new(),
             matches: HashMap::new(),
+            relevant: HashMap::new(),
             round: 0,
         };
         e.index();
@@ -388,6 +398,7 @@ impl Engine {
             })
             .collect();
         self.matches.clear();
+        self.relevant.clear();
         self.index();
     }
 
@@ -462,10 +473,33 @@ impl Engine {
             by_name,
             by_pair,
             unnamed,
+            relevant,
             ..
         } = self;
-        for (_, snap) in walk {
-            for sample in snap.samples() {
+        for (source, snap) in walk {
+            let known = relevant
+                .get(source.as_str())
+                .filter(|r| Arc::ptr_eq(&r.series, &snap.series))
+                .map(|r| &r.positions);
+            let mut fresh = Vec::new();
+            let positions: Box<dyn Iterator<Item = usize> + '_> = match known {
+                Some(p) => Box::new(p.iter().map(|&i| i as usize)),
+                None => Box::new(0..snap.len()),
+            };
+            let walking_all = known.is_none();
+            for i in positions {
+                let Some(series) = snap.series.get(i) else {
+                    continue;
+                };
+                let sample = crate::store::series::SampleRef {
+                    series,
+                    value: snap.values[i],
+                    timestamp_ms: snap
+                        .timestamps_ms
+                        .get(i)
+                        .copied()
+                        .unwrap_or(snap.collected_at_ms),
+                };
                 let labels = &sample.series.labels;
                 if labels.name() == "up" {
                     if let Some(job) = labels.get("job") {
@@ -494,6 +528,9 @@ impl Engine {
                     }
                 });
                 entry.seen_round = round;
+                if walking_all && (!entry.roles.is_empty() || labels.name() == "up") {
+                    fresh.push(i as u32);
+                }
                 // Counter delta (computed once per series, shared by every SLO using it).
                 let mut delta = None;
                 for &(i, role) in &entry.roles {
@@ -538,6 +575,20 @@ impl Engine {
                     }
                 }
             }
+            if walking_all {
+                relevant.insert(
+                    source.clone(),
+                    Relevant {
+                        series: snap.series.clone(),
+                        positions: fresh,
+                    },
+                );
+            }
+        }
+        if walk.len() != self.relevant.len() {
+            let live: std::collections::HashSet<&str> =
+                walk.iter().map(|(k, _)| k.as_str()).collect();
+            self.relevant.retain(|k, _| live.contains(k.as_str()));
         }
         if round % 64 == 0 {
             self.matches.retain(|_, e| e.seen_round + 64 > round);

@@ -58,7 +58,7 @@ start_bg target python3 "$SCRIPT_DIR/slo_target.py" "$TARGET_PORT" "$SERVICES"
 wait_http target "$LAST_PID" "http://127.0.0.1:$TARGET_PORT/metrics"
 
 # schedstat: sum of the run time (ns) of every live thread
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 
 prom_config() { # rules?
   cat <<YAML
@@ -77,10 +77,10 @@ agent:
   data_dir: $WORK/vigil-data-$1
   evaluation_interval: ${INTERVAL}s
 scrape:
-  interval: ${INTERVAL}s
-  jobs:
-    - name: slo-bench
-      static_configs: [{targets: ['127.0.0.1:$TARGET_PORT']}]
+  targets:
+    - job: slo-bench
+      urls: ['http://127.0.0.1:$TARGET_PORT/metrics']
+      interval: ${INTERVAL}s
 YAML
   if [ "$1" = rules ]; then echo "rules: ['$WORK/slos.yaml']"; else echo "rules: []"; fi
 }
