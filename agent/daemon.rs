@@ -155,6 +155,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
             Arc::new(slo.clone()),
             Arc::new(collectors.clone()),
             Arc::new(alerts.clone()),
+            Arc::new(dispatcher.clone()),
+            Arc::new(outbox.clone()),
         ],
         scrape: Some(scrape.clone()),
         slo: Some(slo.clone()),

@@ -15,16 +15,12 @@
 //! State lives in memory: after a restart alerts re-enter pending/firing from the data (the SLO
 //! buckets come back from the ledger), and `for` starts again.
 
-#[path = "state.rs"]
-pub mod state;
-#[path = "template.rs"]
-pub mod template;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use self::state::{AlertSet, Candidate};
+use super::state::{AlertSet, Candidate};
+use super::template;
 use super::threshold::{ThresholdRule, ThresholdRuleConfig};
 use super::{Alert, AlertState};
 use crate::api::metrics::{MetricsSource, MetricsWriter};

@@ -6,6 +6,8 @@
 //! just-resolved [`Alert`]s to the notification dispatcher (`crate::notify`). Called by the daemon.
 
 pub mod engine;
+pub mod state;
+pub mod template;
 pub mod threshold;
 
 use std::collections::BTreeMap;

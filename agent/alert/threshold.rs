@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::engine::state::Candidate;
-use super::engine::template::{self, THRESHOLD_VARS};
+use super::state::Candidate;
+use super::template::{self, THRESHOLD_VARS};
 use crate::config::{Problem, check_label_name};
 use crate::slo::spec::Op;
 use crate::store::selector::Selector;

@@ -8,8 +8,12 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod inhibit;
+pub mod matcher;
 pub mod outbox;
 pub mod receivers;
+pub mod route;
+pub mod silence;
 
 use std::collections::BTreeMap;
 

@@ -549,7 +549,7 @@ fn check_alert_maps(
     annotations: &BTreeMap<String, String>,
     bad: &mut dyn FnMut(&str, String),
 ) {
-    use crate::alert::engine::template::{SLO_VARS, check};
+    use crate::alert::template::{SLO_VARS, check};
     for (k, v) in labels {
         let path = format!("{prefix}labels.{k}");
         if let Err(e) = check_label_name(k) {

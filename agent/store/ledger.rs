@@ -296,10 +296,7 @@ impl Ledger {
                     .bind(bad)
                     .bind(total);
             }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(q("write bucket"))?;
+            query.execute(&mut *tx).await.map_err(q("write bucket"))?;
         }
         for p in periods {
             sqlx::query(
