@@ -56,25 +56,32 @@ fn good_fixtures_load_and_merge() {
     assert_eq!(cfg.time_intervals.len(), 2);
 }
 
+/// Every shipped alerts file (each is a complete alternative: `demo.yaml` for the embedded
+/// demo, `example.yaml` as a starting point) loads on its own.
 #[test]
 fn every_file_in_alerts_dir_loads() {
-    let cfg = load(
-        &["alerts/*.yaml".to_string()],
-        &common::repo(),
-        "vigil.yaml",
-    )
-    .unwrap_or_else(|ps| {
-        panic!(
-            "{}",
-            ps.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    assert!(cfg.route.is_some());
-    assert!(!cfg.receivers.is_empty());
-    assert!(!cfg.rules.is_empty());
+    let mut files: Vec<_> = std::fs::read_dir(common::repo().join("alerts"))
+        .expect("alerts dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    for file in files {
+        let cfg = load(&[file.display().to_string()], &common::repo(), "vigil.yaml")
+            .unwrap_or_else(|ps| {
+                panic!(
+                    "{}",
+                    ps.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+        assert!(cfg.route.is_some(), "{}", file.display());
+        assert!(!cfg.receivers.is_empty(), "{}", file.display());
+        assert!(!cfg.rules.is_empty(), "{}", file.display());
+    }
 }
 
 /// (globs, every line reported, in order).

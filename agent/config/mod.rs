@@ -32,6 +32,9 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../vigil.yaml");
 /// The demo SLOs, embedded for the embedded default when `rules/` is not beside it.
 pub const EMBEDDED_RULES: &str = include_str!("../../rules/demo.yaml");
 
+/// The demo's alerting file, embedded for the embedded default when `alerts/` is not beside it.
+pub const EMBEDDED_ALERTS: &str = include_str!("../../alerts/demo.yaml");
+
 /// Keys that would hold a secret inline. Secrets are referenced as `<key>_env` / `<key>_file`.
 const INLINE_SECRET_KEYS: &[&str] = &[
     "password",
@@ -388,10 +391,18 @@ impl ConfigSource {
                 .map_err(ConfigError::Rules)?
         };
         cfg.slos = slos.into_iter().map(Arc::new).collect();
-        cfg.alerting = Arc::new(
+        let alerting = if *self == Self::Embedded && !base.join("alerts").is_dir() {
+            crate::notify::config::parse_files(
+                &[(
+                    "alerts/demo.yaml (embedded)".to_string(),
+                    EMBEDDED_ALERTS.to_string(),
+                )],
+                &base,
+            )
+        } else {
             crate::notify::config::load(&cfg.alerts, &base, &self.display_name())
-                .map_err(ConfigError::Rules)?,
-        );
+        };
+        cfg.alerting = Arc::new(alerting.map_err(ConfigError::Rules)?);
         Ok(cfg)
     }
 }

@@ -84,7 +84,12 @@ struct Inner {
     /// config itself changed, so run-time overrides survive unrelated reloads.
     applied: Mutex<DemoConfig>,
     counters: Mutex<Counters>,
+    /// Notifications the demo receiver (`POST /demo/webhook`) got, newest last.
+    received: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// How many notifications the demo receiver keeps.
+const RECEIVED_KEEP: usize = 50;
 
 /// The demo service (cheap to clone: a handle).
 #[derive(Debug, Clone)]
@@ -100,6 +105,7 @@ impl Demo {
                 settings: Mutex::new(Settings::from(cfg)),
                 applied: Mutex::new(cfg.clone()),
                 counters: Mutex::new(Counters::default()),
+                received: Mutex::new(std::collections::VecDeque::new()),
             }),
         }
     }
@@ -266,6 +272,7 @@ impl Demo {
             .route("/demo/error-rate", post(set_error_rate))
             .route("/demo/latency", post(set_latency))
             .route("/demo/requests-per-second", post(set_rps))
+            .route("/demo/webhook", post(receive_webhook).get(list_received))
             .with_state(self.clone())
     }
 }
@@ -276,6 +283,71 @@ async fn metrics_handler(State(demo): State<Demo>) -> Response {
         demo.metrics_text(),
     )
         .into_response()
+}
+
+/// The demo receiver: takes Alertmanager webhook payloads (version 4), as the shipped
+/// `alerts/demo.yaml` routes every alert here, so the embedded default shows alerts reaching a
+/// receiver without any external service.
+async fn receive_webhook(State(demo): State<Demo>, body: axum::body::Bytes) -> Response {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return bad_request("expected an Alertmanager webhook payload (JSON)".into());
+    };
+    let alerts: Vec<serde_json::Value> = payload["alerts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    serde_json::json!({
+                        "status": x["status"],
+                        "alertname": x["labels"]["alertname"],
+                        "severity": x["labels"]["severity"],
+                        "slo": x["labels"]["slo"],
+                        "summary": x["annotations"]["summary"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}({})",
+                a["alertname"].as_str().unwrap_or("?"),
+                a["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    tracing::info!(
+        receiver = payload["receiver"].as_str().unwrap_or(""),
+        status = payload["status"].as_str().unwrap_or(""),
+        alerts = %names.join(", "),
+        "demo receiver got a notification (GET /demo/webhook lists them)"
+    );
+    let entry = serde_json::json!({
+        "receivedAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "receiver": payload["receiver"],
+        "status": payload["status"],
+        "groupKey": payload["groupKey"],
+        "alerts": alerts,
+    });
+    if let Ok(mut r) = demo.inner.received.lock() {
+        r.push_back(entry);
+        while r.len() > RECEIVED_KEEP {
+            r.pop_front();
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+async fn list_received(State(demo): State<Demo>) -> Response {
+    let list: Vec<serde_json::Value> = demo
+        .inner
+        .received
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({ "notifications": list })).into_response()
 }
 
 async fn get_settings(State(demo): State<Demo>) -> Response {
