@@ -18,6 +18,7 @@
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

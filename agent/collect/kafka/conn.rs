@@ -588,124 +588,20 @@ pub fn split_response(
     Ok(buf.to_vec())
 }
 
-/// Builds the rustls client configuration from the `tls:` block.
+/// Builds the rustls client configuration from the `tls:` block (shared with the other
+/// collectors: [`crate::collect::tls`]).
 pub fn tls_config(
     ca_file: Option<&Path>,
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
     insecure_skip_verify: bool,
 ) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
-    use tokio_rustls::rustls::{self, RootCertStore};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(insecure::NoVerify(provider)))
-    } else {
-        let mut roots = RootCertStore::empty();
-        match ca_file {
-            Some(path) => {
-                for cert in read_certs(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        builder.with_root_certificates(roots)
-    };
-    let cfg = match (cert_file, key_file) {
-        (Some(cert), Some(key)) => {
-            let certs = read_certs(cert)?;
-            let text = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            let key_der = rustls_pemfile::private_key(&mut text.as_slice())
-                .map_err(|e| format!("{}: {e}", key.display()))?
-                .ok_or_else(|| format!("{}: no private key found", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(cfg))
-}
-
-fn read_certs(
-    path: &Path,
-) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut text.as_slice()).collect();
-    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
-    }
-    Ok(certs)
-}
-
-mod insecure {
-    //! `insecure_skip_verify: true`: accept any server certificate (signatures still checked).
-    use std::sync::Arc;
-
-    use tokio_rustls::rustls::client::danger::{
-        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-    };
-    use tokio_rustls::rustls::crypto::{
-        CryptoProvider, verify_tls12_signature, verify_tls13_signature,
-    };
-    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use tokio_rustls::rustls::{DigitallySignedStruct, Error, SignatureScheme};
-
-    #[derive(Debug)]
-    pub(super) struct NoVerify(pub(super) Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for NoVerify {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
+    crate::collect::tls::client_config(&crate::collect::tls::TlsOptions {
+        ca_file,
+        cert_file,
+        key_file,
+        insecure_skip_verify,
+    })
 }
 
 pub(crate) mod scram {
@@ -984,7 +880,7 @@ mod tests {
     async fn tls_connect_with_the_fixture_ca() {
         use tokio_rustls::rustls;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka/tls");
-        let certs = read_certs(&dir.join("server.pem")).expect("server cert");
+        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file").expect("server cert");
         let key_pem = std::fs::read(dir.join("server.key")).expect("key");
         let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .expect("pem")
@@ -1040,7 +936,7 @@ mod tests {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let certs = read_certs(&dir.join("server.pem")).expect("server cert");
+        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file").expect("server cert");
         let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .expect("pem")
             .expect("a key");

@@ -13,7 +13,6 @@
 //! Metric names and the intentional differences are documented in `docs/collectors-redis.md`.
 
 mod info;
-mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -543,14 +542,14 @@ impl Redis {
                     target: shown.clone(),
                     message,
                 };
-                let opts = tls::TlsOptions {
+                let opts = crate::collect::tls::TlsOptions {
                     ca_file: self.cfg.ca_file.as_deref(),
                     cert_file: self.cfg.cert_file.as_deref(),
                     key_file: self.cfg.key_file.as_deref(),
                     insecure_skip_verify: self.cfg.insecure_skip_verify || *insecure,
                 };
-                let config = tls::client_config(&opts).map_err(tls_err)?;
-                let name = tls::server_name(host).map_err(tls_err)?;
+                let config = crate::collect::tls::client_config(&opts).map_err(tls_err)?;
+                let name = crate::collect::tls::server_name(host).map_err(tls_err)?;
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(connect_err)?;

@@ -1,7 +1,7 @@
-//! TLS for `rediss://` URLs: a rustls client config from `ca_file` (else the webpki roots),
-//! an optional client certificate (`cert_file` + `key_file`) and `insecure_skip_verify`. Vigil
-//! does the handshake itself (tokio-rustls, ring) and hands the stream to redis-rs, so the
-//! options behave the same whatever TLS features redis-rs was built with.
+//! TLS for the collectors (Redis `rediss://`, Kafka `tls:`): a rustls client config from
+//! `ca_file` (else the webpki roots), an optional client certificate (`cert_file` + `key_file`)
+//! and `insecure_skip_verify`. Vigil does the handshake itself (tokio-rustls, ring) and hands the
+//! stream to the protocol code, so the options behave the same for every collector.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub fn client_config(opts: &TlsOptions<'_>) -> Result<Arc<ClientConfig>, String>
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read {key} {}: {e}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut bytes.as_slice())
