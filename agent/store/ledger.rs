@@ -93,6 +93,9 @@ pub struct PeriodRow {
 pub struct Ledger {
     pool: AnyPool,
     target: String,
+    /// SQLite binds `$N` parameters by name lookup (linear in the number of parameters, so a
+    /// multi-row statement costs O(n²)); positional `?` avoids that. Postgres needs `$N`.
+    sqlite: bool,
 }
 
 /// Bucket rows per upsert statement (7 parameters each; well under SQLite's and Postgres'
@@ -148,7 +151,12 @@ impl Ledger {
                 target: target.clone(),
                 source,
             })?;
-        Ok(Self { pool, target })
+        let sqlite = url.starts_with("sqlite:");
+        Ok(Self {
+            pool,
+            target,
+            sqlite,
+        })
     }
 
     /// The file or redacted URL, for logs.
@@ -271,16 +279,20 @@ impl Ledger {
                 if r > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                ));
+                if self.sqlite {
+                    sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
+                } else {
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    ));
+                }
             }
             sql.push_str(
                 " ON CONFLICT (slo, grp, agent_id, resolution_s, start_idx) DO UPDATE SET bad = excluded.bad, total = excluded.total",

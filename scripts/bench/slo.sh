@@ -6,9 +6,10 @@
 #
 # One local target (scripts/bench/slo_target.py) serves request counters of SERVICES services
 # (2 series each). scripts/bench/slo_rules.py writes one 99.9%/30d availability SLO per service,
-# once as a Vigil rules file and once as Sloth-style Prometheus recording rules (per SLO an SLI
-# group with the 5m..3d error ratios and the 30d ratio, and a meta group with budget and burn
-# rates: 15 rules in 2 groups per SLO). Each peer runs twice, in turn: without rules (scraping
+# once as a Vigil rules file and once as Sloth-style Prometheus rules (per SLO an SLI group with
+# the 5m..3d error ratios and the 30d ratio, a meta group with budget and burn rates, and an
+# alert group with the page and ticket burn-rate alerts: 15 recording rules and 2 alerts in 3
+# groups per SLO; Vigil evaluates the same four tiers by default). Each peer runs twice, in turn: without rules (scraping
 # only) and with them, both scraping and evaluating every INTERVAL. The CPU of the rules is the
 # difference between the two runs; divided by the evaluation rounds in the window it gives the
 # CPU per round. CPU is read twice: from /proc/PID/stat (utime+stime, 10 ms ticks, includes
@@ -129,7 +130,7 @@ done
 
 HZ=$(getconf CLK_TCK)
 {
-  echo "SLOs: $SERVICES (15 Sloth recording rules in 2 groups each for Prometheus); interval ${INTERVAL}s; window ${MEASURE}s"
+  echo "SLOs: $SERVICES (Sloth-style for Prometheus: 15 recording rules and 2 alerts in 3 groups each); interval ${INTERVAL}s; window ${MEASURE}s"
   echo "vigil: $("$VIGIL_BIN" --version 2>&1 | head -1); prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
   echo "machine: $(nproc) CPUs, load at end $(load1)"
   echo

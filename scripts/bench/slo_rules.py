@@ -4,9 +4,10 @@
 - vigil.yaml-style SLO file: one 99.9% / 30d availability SLO per service (ratio SLI);
 - the same SLOs as Sloth-style Prometheus recording rules: per SLO one SLI group (error ratio
   over 5m, 30m, 1h, 2h, 6h, 1d, 3d, and the 30d ratio as Sloth computes it from the 5m one) and
-  one meta group (objective, error budget, current and period burn rate, budget remaining), the
-  shape of what `sloth generate` writes for a prometheus/v1 spec. Alert rules are left out:
-  Vigil's side does not evaluate alerts yet.
+  one meta group (objective, error budget, current and period burn rate, budget remaining), and
+  one alert group (the page and ticket multiwindow multi-burn-rate alerts: 5m&1h at 14.4 or
+  30m&6h at 6; 2h&1d at 3 or 6h&3d at 1), the shape of what `sloth generate` writes for a
+  prometheus/v1 spec. Vigil evaluates the same tiers (its defaults) for its SLOs.
 
     slo_rules.py SERVICES VIGIL_RULES_FILE PROMETHEUS_RULES_FILE
 """
@@ -81,6 +82,10 @@ with open(prom_path, "w") as f:
             ),
             ("sloth_slo_info", "vector(1)"),
         ]
+        alerts = [
+            ("page", [("5m", "1h", 14.4), ("30m", "6h", 6)]),
+            ("ticket", [("2h", "1d", 3), ("6h", "3d", 1)]),
+        ]
         for rec, expr in meta:
             f.write(
                 f"""      - record: {rec}
@@ -89,5 +94,21 @@ with open(prom_path, "w") as f:
           sloth_id: "{sid}"
           sloth_service: "svc-{i}"
           sloth_slo: "availability"
+"""
+            )
+        f.write(f"  - name: sloth-slo-alerts-{sid}\n    rules:\n")
+        for severity, pairs in alerts:
+            conds = []
+            for short, long, factor in pairs:
+                conds.append(
+                    f"(max(slo:sli_error:ratio_rate{short}{{{sel}}} > ({factor} * {1 - OBJ:.4f})) without (sloth_window)"
+                    f" and max(slo:sli_error:ratio_rate{long}{{{sel}}} > ({factor} * {1 - OBJ:.4f})) without (sloth_window))"
+                )
+            f.write(
+                f"""      - alert: SLOBurnRateHigh
+        expr: {" or ".join(conds)!r}
+        labels:
+          sloth_id: "{sid}"
+          sloth_severity: {severity}
 """
             )
