@@ -25,6 +25,7 @@
 #   SERVICES    SLOs [1000]        INTERVAL  scrape and evaluation interval, s [10]
 #   WARMUP      s before the window [30]      MEASURE   s in the window [120]
 #   PEERS       ["prometheus vigil"]          BENCH_OUT also write the Markdown result here
+#   ALERTS      1: alert rules too (Sloth's page/ticket alerts; Vigil's default tiers) [0]
 #   TARGET_PORT, VIGIL_PORT, PROM_PORT  [61180, 61899, 61190]   KEEP_WORKDIR=1 keep the temp dir
 set -euo pipefail
 
@@ -35,6 +36,7 @@ BENCH_NAME=slo
 . "$SCRIPT_DIR/lib.sh"
 
 SERVICES=${SERVICES:-1000}
+ALERTS=${ALERTS:-0}
 INTERVAL=${INTERVAL:-10}
 WARMUP=${WARMUP:-30}
 MEASURE=${MEASURE:-120}
@@ -54,7 +56,8 @@ fi
 
 WORK=$(mktemp -d /tmp/vigil-bench-slo.XXXXXX)
 mkdir -p "$WORK/logs"
-python3 "$SCRIPT_DIR/slo_rules.py" "$SERVICES" "$WORK/slos.yaml" "$WORK/sloth.rules.yml"
+python3 "$SCRIPT_DIR/slo_rules.py" "$SERVICES" "$WORK/slos.yaml" "$WORK/sloth.rules.yml" \
+  "$([ "$ALERTS" = 1 ] && echo alerts || echo none)"
 start_bg target python3 "$SCRIPT_DIR/slo_target.py" "$TARGET_PORT" "$SERVICES"
 wait_http target "$LAST_PID" "http://127.0.0.1:$TARGET_PORT/metrics"
 
@@ -130,7 +133,7 @@ done
 
 HZ=$(getconf CLK_TCK)
 {
-  echo "SLOs: $SERVICES (Sloth-style for Prometheus: 15 recording rules and 2 alerts in 3 groups each); interval ${INTERVAL}s; window ${MEASURE}s"
+  echo "SLOs: $SERVICES (Sloth-style for Prometheus: 15 recording rules in 2 groups each$([ "$ALERTS" = 1 ] && echo ", plus 2 alerts in a third group; Vigil with its default alert tiers")); interval ${INTERVAL}s; window ${MEASURE}s"
   echo "vigil: $("$VIGIL_BIN" --version 2>&1 | head -1); prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
   echo "machine: $(nproc) CPUs, load at end $(load1)"
   echo

@@ -9,11 +9,16 @@
   30m&6h at 6; 2h&1d at 3 or 6h&3d at 1), the shape of what `sloth generate` writes for a
   prometheus/v1 spec. Vigil evaluates the same tiers (its defaults) for its SLOs.
 
-    slo_rules.py SERVICES VIGIL_RULES_FILE PROMETHEUS_RULES_FILE
+    slo_rules.py SERVICES VIGIL_RULES_FILE PROMETHEUS_RULES_FILE [alerts]
+
+Without `alerts` (the default of slo.sh) both sides evaluate the SLOs only: Prometheus gets
+the recording rules, and Vigil's SLOs have `alerts: {enabled: false}`. With it, Prometheus also
+gets the alert groups and Vigil evaluates its default alert tiers.
 """
 import sys
 
 n, vigil_path, prom_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+with_alerts = len(sys.argv) > 4 and sys.argv[4] == "alerts"
 OBJ = 0.999
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 
@@ -24,6 +29,7 @@ with open(vigil_path, "w") as f:
             f"""  - name: svc-{i}-availability
     objective: 99.9
     window: 30d
+    alerts: {{enabled: {"true" if with_alerts else "false"}}}
     sli:
       ratio:
         errors: http_requests_total{{service="svc-{i}",code=~"5.."}}
@@ -96,6 +102,8 @@ with open(prom_path, "w") as f:
           sloth_slo: "availability"
 """
             )
+        if not with_alerts:
+            continue
         f.write(f"  - name: sloth-slo-alerts-{sid}\n    rules:\n")
         for severity, pairs in alerts:
             conds = []
