@@ -880,7 +880,8 @@ mod tests {
     async fn tls_connect_with_the_fixture_ca() {
         use tokio_rustls::rustls;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka/tls");
-        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file").expect("server cert");
+        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file")
+            .expect("server cert");
         let key_pem = std::fs::read(dir.join("server.key")).expect("key");
         let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .expect("pem")
@@ -936,7 +937,8 @@ mod tests {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file").expect("server cert");
+        let certs = crate::collect::tls::read_certs(&dir.join("server.pem"), "cert_file")
+            .expect("server cert");
         let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .expect("pem")
             .expect("a key");
