@@ -677,6 +677,46 @@ pub fn check_label_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the PEM files of a TLS block (`tls_config:` of a scrape job, a collector's `tls:` or
+/// its top-level `ca_file`/`cert_file`/`key_file`): each file given exists (relative paths
+/// against `base_dir`), and `cert_file` and `key_file` come together. Problems are reported
+/// under `block` (e.g. `scrape.targets[0].tls_config`, `collectors[2].tls`, `collectors[1]`).
+pub fn check_tls_files(
+    block: &str,
+    ca_file: Option<&Path>,
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    base_dir: &Path,
+    out: &mut Vec<Problem>,
+) {
+    for (file, key) in [
+        (ca_file, "ca_file"),
+        (cert_file, "cert_file"),
+        (key_file, "key_file"),
+    ] {
+        let Some(f) = file else { continue };
+        let full = if f.is_relative() {
+            base_dir.join(f)
+        } else {
+            f.to_path_buf()
+        };
+        if !full.is_file() {
+            out.push(Problem {
+                path: join_key(block, key),
+                message: format!("{} does not exist; check the path", full.display()),
+                location: None,
+            });
+        }
+    }
+    if cert_file.is_some() != key_file.is_some() {
+        out.push(Problem {
+            path: block.to_string(),
+            message: "cert_file and key_file go together; set both or neither".into(),
+            location: None,
+        });
+    }
+}
+
 /// Reports and removes keys that would hold a secret inline.
 fn remove_inline_secrets(value: &mut Value, path: &str, problems: &mut Vec<Problem>) {
     match value {

@@ -491,30 +491,17 @@ impl ScrapeConfig {
                 bad(format!("{p}.{key}"), e);
             }
             if let Some(tls) = &job.tls_config {
-                for (file, key) in [
-                    (&tls.ca_file, "ca_file"),
-                    (&tls.cert_file, "cert_file"),
-                    (&tls.key_file, "key_file"),
-                ] {
-                    if let Some(f) = file {
-                        let full = if f.is_relative() {
-                            base_dir.join(f)
-                        } else {
-                            f.clone()
-                        };
-                        if !full.is_file() {
-                            bad(
-                                format!("{p}.tls_config.{key}"),
-                                format!("{} does not exist; check the path", full.display()),
-                            );
-                        }
-                    }
-                }
-                if tls.cert_file.is_some() != tls.key_file.is_some() {
-                    bad(
-                        format!("{p}.tls_config"),
-                        "cert_file and key_file go together; set both or neither".into(),
-                    );
+                let mut found = Vec::new();
+                super::check_tls_files(
+                    &format!("{p}.tls_config"),
+                    tls.ca_file.as_deref(),
+                    tls.cert_file.as_deref(),
+                    tls.key_file.as_deref(),
+                    base_dir,
+                    &mut found,
+                );
+                for pr in found {
+                    bad(pr.path, pr.message);
                 }
             }
         }

@@ -209,30 +209,17 @@ impl KafkaConfig {
             }
         }
         if let Some(t) = &self.tls {
-            for (file, key) in [
-                (&t.ca_file, "ca_file"),
-                (&t.cert_file, "cert_file"),
-                (&t.key_file, "key_file"),
-            ] {
-                if let Some(f) = file {
-                    let full = if f.is_relative() {
-                        base_dir.join(f)
-                    } else {
-                        f.clone()
-                    };
-                    if !full.is_file() {
-                        bad(
-                            format!("tls.{key}"),
-                            format!("{} does not exist; check the path", full.display()),
-                        );
-                    }
-                }
-            }
-            if t.cert_file.is_some() != t.key_file.is_some() {
-                bad(
-                    "tls".into(),
-                    "cert_file and key_file go together; set both or neither".into(),
-                );
+            let mut found = Vec::new();
+            crate::config::check_tls_files(
+                "tls",
+                t.ca_file.as_deref(),
+                t.cert_file.as_deref(),
+                t.key_file.as_deref(),
+                base_dir,
+                &mut found,
+            );
+            for pr in found {
+                bad(pr.path, pr.message);
             }
         }
     }

@@ -175,26 +175,17 @@ impl PostgresConfig {
             Err((key, e)) => bad(key, e),
         }
         if let Some(tls) = &self.tls {
-            for (file, key) in [
-                (&tls.ca_file, "ca_file"),
-                (&tls.cert_file, "cert_file"),
-                (&tls.key_file, "key_file"),
-            ] {
-                if let Some(f) = file {
-                    let f = full(base_dir, f);
-                    if !f.is_file() {
-                        bad(
-                            &format!("tls.{key}"),
-                            format!("{} does not exist; check the path", f.display()),
-                        );
-                    }
-                }
-            }
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                bad(
-                    "tls",
-                    "cert_file and key_file go together; set both or neither".into(),
-                );
+            let mut found = Vec::new();
+            crate::config::check_tls_files(
+                "tls",
+                tls.ca_file.as_deref(),
+                tls.cert_file.as_deref(),
+                tls.key_file.as_deref(),
+                base_dir,
+                &mut found,
+            );
+            for pr in found {
+                bad(&pr.path, pr.message);
             }
             if tls.mode == Some(TlsMode::Disable)
                 && (tls.ca_file.is_some() || tls.cert_file.is_some())

@@ -125,7 +125,11 @@ impl RedisConfig {
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
         let mut bad = |key: &str, message: String| {
             out.push(Problem {
-                path: format!("{path}.{key}"),
+                path: if key.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}.{key}")
+                },
                 message,
                 location: None,
             })
@@ -152,25 +156,17 @@ impl RedisConfig {
             },
             Err(e) => bad(url_key, e),
         }
-        for (key, file) in [
-            ("ca_file", &self.ca_file),
-            ("cert_file", &self.cert_file),
-            ("key_file", &self.key_file),
-        ] {
-            if let Some(f) = file {
-                let full = base_dir.join(f);
-                if !full.is_file() {
-                    bad(
-                        key,
-                        format!("{} does not exist; check the path", full.display()),
-                    );
-                }
-            }
-        }
-        match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => bad("key_file", "cert_file needs key_file; set both".into()),
-            (None, Some(_)) => bad("cert_file", "key_file needs cert_file; set both".into()),
-            _ => {}
+        let mut found = Vec::new();
+        crate::config::check_tls_files(
+            "",
+            self.ca_file.as_deref(),
+            self.cert_file.as_deref(),
+            self.key_file.as_deref(),
+            base_dir,
+            &mut found,
+        );
+        for pr in found {
+            bad(&pr.path, pr.message);
         }
         let tls_opts = self.ca_file.is_some()
             || self.cert_file.is_some()
