@@ -823,11 +823,6 @@ pub fn nested_error<E: serde::de::Error>(path: &serde_path_to_error::Path, messa
     ))
 }
 
-/// Like [`nested_error`], for a problem at key `key` of the node being deserialized.
-pub fn key_error<E: serde::de::Error>(key: &str, message: &str) -> E {
-    E::custom(format!("{NESTED_MARK}k{key}{NESTED_MARK}{message}"))
-}
-
 fn split_nested(message: &str) -> Option<(Vec<Segment>, String)> {
     let rest = message.strip_prefix(NESTED_MARK)?;
     let mut parts: Vec<&str> = rest.split(NESTED_MARK).collect();
