@@ -108,17 +108,7 @@ pub fn op_text(op: Op) -> &'static str {
 impl ThresholdRuleConfig {
     /// Semantic checks; `path` is e.g. `rules[2]`.
     pub fn validate(&self, path: &str, _base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: &str, message: String| {
-            out.push(Problem {
-                path: if key.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}.{key}")
-                },
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: &str, message: String| out.push(Problem::at(path, key, message));
         let mut chars = self.alert.chars();
         let name_ok = chars
             .next()

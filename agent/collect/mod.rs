@@ -161,13 +161,7 @@ impl CollectorConfig {
 
     /// Semantic checks; `path` is e.g. `collectors[2]`.
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: &str, message: String| {
-            out.push(Problem {
-                path: format!("{path}.{key}"),
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: &str, message: String| out.push(Problem::at(path, key, message));
         if self.name.trim().is_empty() {
             bad("name", "must not be empty; e.g. main-db".into());
         }

@@ -257,6 +257,23 @@ pub struct Problem {
     pub location: Option<(usize, usize)>,
 }
 
+impl Problem {
+    /// A problem at `key` of the block at `block` (`collectors[2]` + `interval` ->
+    /// `collectors[2].interval`); an empty `key` names the block itself.
+    pub fn at(block: &str, key: &str, message: impl Into<String>) -> Self {
+        let path = match (block.is_empty(), key.is_empty()) {
+            (_, true) => block.to_string(),
+            (true, false) => key.to_string(),
+            (false, false) => format!("{block}.{key}"),
+        };
+        Self {
+            path,
+            message: message.into(),
+            location: None,
+        }
+    }
+}
+
 /// Every problem found in one file, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems {

@@ -151,13 +151,7 @@ fn check_broker(addr: &str) -> Result<(), String> {
 impl KafkaConfig {
     /// Semantic checks; `path` is e.g. `collectors[2]`.
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: String, message: String| {
-            out.push(Problem {
-                path: format!("{path}.{key}"),
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: String, message: String| out.push(Problem::at(path, &key, message));
         if self.brokers.is_empty() {
             bad(
                 "brokers".into(),

@@ -150,17 +150,7 @@ fn full(base_dir: &Path, f: &Path) -> PathBuf {
 impl PostgresConfig {
     /// Semantic checks; `path` is e.g. `collectors[2]`.
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: &str, message: String| {
-            out.push(Problem {
-                path: if key.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}.{key}")
-                },
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: &str, message: String| out.push(Problem::at(path, key, message));
         match self.url(base_dir) {
             Ok(url) => {
                 if let Err(e) = parse_url(&url) {

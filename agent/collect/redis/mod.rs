@@ -123,17 +123,7 @@ const BULLMQ_STATES: &[(&str, bool)] = &[
 impl RedisConfig {
     /// Semantic checks; `path` is e.g. `collectors[2]`.
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: &str, message: String| {
-            out.push(Problem {
-                path: if key.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}.{key}")
-                },
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: &str, message: String| out.push(Problem::at(path, key, message));
         let url_key = if self.url_file.is_some() && self.url_env.is_none() {
             "url_file"
         } else {

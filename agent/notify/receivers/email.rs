@@ -124,13 +124,7 @@ fn split_host(smarthost: &str) -> Option<(&str, u16)> {
 impl EmailConfig {
     /// Semantic checks.
     pub fn validate(&self, path: &str, base_dir: &Path, out: &mut Vec<Problem>) {
-        let mut bad = |key: String, message: String| {
-            out.push(Problem {
-                path: format!("{path}.{key}"),
-                message,
-                location: None,
-            })
-        };
+        let mut bad = |key: String, message: String| out.push(Problem::at(path, &key, message));
         if self.to.is_empty() {
             bad("to".into(), "needs at least one address".into());
         }

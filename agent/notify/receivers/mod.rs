@@ -268,13 +268,7 @@ impl ReceiverConfig {
         for (i, c) in self.alertmanager_configs.iter().enumerate() {
             c.validate(&format!("{path}.alertmanager_configs[{i}]"), base_dir, out);
         }
-        let mut bad = |key: &str, message: &str| {
-            out.push(Problem {
-                path: format!("{path}.{key}"),
-                message: message.into(),
-                location: None,
-            })
-        };
+        let mut bad = |key: &str, message: &str| out.push(Problem::at(path, key, message));
         if self.max_attempts == 0 {
             bad("max_attempts", "must be at least 1; e.g. 10");
         }
