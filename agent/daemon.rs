@@ -67,6 +67,9 @@ pub enum DaemonError {
     /// The ledger URL could not be read from its env var or file.
     #[error("agent.ledger_url: {0}")]
     LedgerUrl(String),
+    /// The external metrics API could not start.
+    #[error(transparent)]
+    Hpa(#[from] crate::hpa::HpaError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -147,17 +150,31 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     let alerts = alert_engine.handle();
 
     let mut tasks = JoinSet::new();
+    let hpa = match &config.hpa {
+        Some(h) => {
+            let (hpa, server) =
+                crate::hpa::Hpa::bind(h, &data_dir, store.clone(), slo.clone()).await?;
+            tasks.spawn(server.run(cancel.clone()));
+            Some(hpa)
+        }
+        None => None,
+    };
+    let grafana = crate::dashboards::GrafanaSync::start(&config, cancel.clone());
+    let mut sources: Vec<Arc<dyn MetricsSource>> = vec![
+        reload.clone(),
+        Arc::new(scrape.clone()),
+        Arc::new(slo.clone()),
+        Arc::new(collectors.clone()),
+        Arc::new(alerts.clone()),
+        Arc::new(dispatcher.clone()),
+        Arc::new(outbox.clone()),
+    ];
+    if let Some(h) = &hpa {
+        sources.push(Arc::new(h.clone()));
+    }
     let mut router = api::router(AppState {
         readiness: readiness.clone(),
-        sources: vec![
-            reload.clone(),
-            Arc::new(scrape.clone()),
-            Arc::new(slo.clone()),
-            Arc::new(collectors.clone()),
-            Arc::new(alerts.clone()),
-            Arc::new(dispatcher.clone()),
-            Arc::new(outbox.clone()),
-        ],
+        sources,
         scrape: Some(scrape.clone()),
         slo: Some(slo.clone()),
         collectors: Some(collectors.clone()),
@@ -213,6 +230,12 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                 dispatcher.apply_config(new.alerting.clone());
                 outbox.apply_config(new.alerting.clone());
                 slo.apply_config(new.slos.clone(), new.agent.evaluation_interval);
+                if let (Some(hpa), Some(h)) = (&hpa, &new.hpa) {
+                    hpa.apply_config(h);
+                }
+                if let Some(g) = &grafana {
+                    g.apply_config(&new);
+                }
                 current = new;
                 reload.record(true);
                 info!(trigger = trigger.as_str(), "configuration reloaded");
@@ -275,6 +298,11 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         (old.agent.id != new.agent.id, "agent.id"),
         (old.agent.role != new.agent.role, "agent.role"),
         (old.demo.enabled != new.demo.enabled, "demo.enabled"),
+        (
+            old.hpa.as_ref().map(|h| &h.listen) != new.hpa.as_ref().map(|h| &h.listen),
+            "hpa.listen",
+        ),
+        (old.grafana.is_some() != new.grafana.is_some(), "grafana"),
         (
             old.agent.ledger_url != new.agent.ledger_url
                 || old.agent.ledger_url_env != new.agent.ledger_url_env,

@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         what: SloCommand,
     },
+    /// Generate Grafana dashboards from the SLOs and collectors, or push them to Grafana.
+    Dashboards {
+        #[command(subcommand)]
+        what: DashboardsCommand,
+    },
     /// Run unit tests.
     Test {
         #[command(subcommand)]
@@ -79,6 +84,26 @@ enum SloCommand {
         /// The agent's URL instead (e.g. http://127.0.0.1:9799).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DashboardsCommand {
+    /// Write the dashboards (SLO overview and detail, collectors, agent) as JSON files.
+    Generate {
+        /// Configuration whose SLOs and collectors are drawn (default: ./vigil.yaml, else the
+        /// embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long, value_name = "DIR", default_value = "dashboards")]
+        out: PathBuf,
+    },
+    /// Push the dashboards to the Grafana configured under `grafana:`.
+    Push {
+        /// Configuration (default: ./vigil.yaml, else the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -153,6 +178,7 @@ fn main() -> ExitCode {
         Command::Slo {
             what: SloCommand::Status { config, url },
         } => slo_status(config, url),
+        Command::Dashboards { what } => dashboards(what),
         Command::Run { config } => {
             init_logging(&cli.log_level, cli.log_format);
             run(ConfigSource::resolve(config))
@@ -187,6 +213,41 @@ fn run(source: ConfigSource) -> ExitCode {
         Err(err) => {
             let err = anyhow::Error::from(err);
             eprintln!("vigil: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dashboards(what: DashboardsCommand) -> ExitCode {
+    let config_path = match &what {
+        DashboardsCommand::Generate { config, .. } | DashboardsCommand::Push { config } => {
+            config.clone()
+        }
+    };
+    let config = match ConfigSource::resolve(config_path).load() {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match what {
+        DashboardsCommand::Generate { out, .. } => vigil::dashboards::cli_generate(&config, &out),
+        DashboardsCommand::Push { .. } => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(vigil::dashboards::cli_push(&config)),
+            Err(err) => Err(format!("cannot start the async runtime: {err}")),
+        },
+    };
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("vigil: {err}");
             ExitCode::FAILURE
         }
     }

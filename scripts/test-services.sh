@@ -41,6 +41,15 @@ VENV_PY=$VENV/bin/python
 KAFKA_PYTHON_VERSION=3.0.12
 # Reference parser for the exposition differential test (tests/exposition_diff.rs).
 PROMETHEUS_CLIENT_VERSION=0.26.0
+# Test clients and validators, pinned: the external metrics API's Python client (issue #8), the
+# dashboard JSON-schema validator (issue #9), the offline Kubernetes manifest validator (issue #10).
+PY_PINNED=(
+  "kafka-python==$KAFKA_PYTHON_VERSION"
+  "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+  "kubernetes==37.0.2"
+  "jsonschema==4.26.0"
+  "kubernetes-validate==1.37.0"
+)
 TANSU_VERSION=0.6.0
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 TANSU=$CARGO_BIN/tansu
@@ -54,6 +63,7 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager victoria-metrics
   prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
   python3-aiosmtpd curl ca-certificates procps iproute2 openssl
+  chromium wrk
 )
 
 # ---------------------------------------------------------------------------- helpers
@@ -164,17 +174,21 @@ install_packages() {
 }
 
 install_venv() {
-  if [ -x "$VENV_PY" ] && "$VENV_PY" -c "import kafka, prometheus_client, importlib.metadata as m, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION' or m.version('prometheus-client') != '$PROMETHEUS_CLIENT_VERSION')" >/dev/null 2>&1; then
+  if [ -x "$VENV_PY" ] && "$VENV_PY" - "${PY_PINNED[@]}" >/dev/null 2>&1 <<'PY'
+import importlib.metadata as m, sys
+sys.exit(any(m.version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))
+PY
+  then
     return 0
   fi
-  say "creating python venv $VENV with kafka-python==$KAFKA_PYTHON_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION (log: $INSTALL_LOG)"
+  say "creating python venv $VENV with ${PY_PINNED[*]} (log: $INSTALL_LOG)"
   local rc=0
   {
     [ -x "$VENV_PY" ] || python3 -m venv "$VENV"
-    "$VENV_PY" -m pip install --disable-pip-version-check -q "kafka-python==$KAFKA_PYTHON_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+    "$VENV_PY" -m pip install --disable-pip-version-check -q "${PY_PINNED[@]}"
   } >>"$INSTALL_LOG" 2>&1 </dev/null || rc=$?
   if [ $rc -ne 0 ]; then
-    printf 'test-services: ERROR: creating venv / pip install kafka-python failed (exit %s)\n' "$rc" >&2
+    printf 'test-services: ERROR: creating venv / pip install failed (exit %s)\n' "$rc" >&2
     log_tail "$INSTALL_LOG" 40
     exit 1
   fi
@@ -570,7 +584,9 @@ write_env() {
     "VIGIL_TEST_SMTP_ADDR=127.0.0.1:$SMTP_PORT" \
     "VIGIL_TEST_SMTP_MAILDIR=$STATE/mail" \
     "VIGIL_TEST_NODE_EXPORTER_URL=http://127.0.0.1:$NODE_EXPORTER_PORT" \
-    "VIGIL_TEST_KUBECTL=$kubectl"
+    "VIGIL_TEST_KUBECTL=$kubectl" \
+    "VIGIL_TEST_CHROMIUM=$(command -v chromium 2>/dev/null || echo /usr/bin/chromium)" \
+    "VIGIL_TEST_WRK=$(command -v wrk 2>/dev/null || echo /usr/bin/wrk)"
   do
     printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
   done >"$ENV_FILE.new"

@@ -7,6 +7,7 @@ pub mod metrics;
 mod notifications;
 mod slos;
 mod targets;
+pub mod ui;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +75,6 @@ pub struct AppState {
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/slos/{name}", get(slos::one_by_name))
         .merge(alerting::routes())
         .merge(notifications::routes())
+        .merge(ui::routes())
         .with_state(state)
 }
 
@@ -138,22 +139,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let body = format!("not ready: waiting for {}\n", pending.join(", "));
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Vigil</title>",
-        "<h1>Vigil ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1><ul>",
-        "<li><a href=/metrics>/metrics</a>: the agent's own metrics</li>",
-        "<li><a href=/healthz>/healthz</a> and <a href=/readyz>/readyz</a></li>",
-        "<li><a href=/api/v1/targets>/api/v1/targets</a>: scrape targets and their health</li>",
-        "<li><a href=/api/v1/collectors>/api/v1/collectors</a>: native collectors and their health</li>",
-        "<li><a href=/api/v1/slos>/api/v1/slos</a>: SLOs, burn rates and error budgets</li>",
-        "<li><a href=/demo>/demo</a>: the demo service's settings (when enabled)</li>",
-        "</ul></html>"
-    ))
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then drains in-flight requests.

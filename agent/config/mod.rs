@@ -73,6 +73,14 @@ pub struct Config {
     /// tree, receivers, inhibit rules and threshold rules; see docs/alerting.md.
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// The Kubernetes external metrics API (`external.metrics.k8s.io/v1beta1`) for the HPA;
+    /// absent: off. See docs/hpa.md.
+    #[serde(default)]
+    pub hpa: Option<crate::hpa::HpaConfig>,
+    /// Grafana to provision the generated dashboards into through its HTTP API; absent: no
+    /// sync. See docs/dashboards.md.
+    #[serde(default)]
+    pub grafana: Option<crate::dashboards::GrafanaConfig>,
     /// The SLOs loaded from `rules` (filled by [`ConfigSource::load`]).
     #[serde(skip)]
     pub slos: Vec<Arc<crate::slo::spec::Slo>>,
@@ -610,6 +618,12 @@ impl Config {
         }
         self.scrape.validate(base_dir, &mut out);
         crate::collect::validate_all(&self.collectors, base_dir, &mut out);
+        if let Some(h) = &self.hpa {
+            h.validate(base_dir, &mut out);
+        }
+        if let Some(g) = &self.grafana {
+            g.validate(base_dir, &mut out);
+        }
         out
     }
 
@@ -628,6 +642,12 @@ impl Config {
         self.scrape.resolve_paths(base_dir);
         for c in &mut self.collectors {
             c.resolve_paths(base_dir);
+        }
+        if let Some(h) = &mut self.hpa {
+            h.resolve_paths(base_dir);
+        }
+        if let Some(g) = &mut self.grafana {
+            g.resolve_paths(base_dir);
         }
     }
 
