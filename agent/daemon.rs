@@ -180,6 +180,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         collectors: Some(collectors.clone()),
         dispatcher: Some(dispatcher.clone()),
         outbox: Some(outbox.clone()),
+        ledger: Some(ledger.clone()),
     });
 
     let demo = if config.demo.enabled {

@@ -63,7 +63,7 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager victoria-metrics
   prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
   python3-aiosmtpd curl ca-certificates procps iproute2 openssl
-  chromium wrk
+  chromium chromium-driver wrk
 )
 
 # ---------------------------------------------------------------------------- helpers
@@ -586,6 +586,7 @@ write_env() {
     "VIGIL_TEST_NODE_EXPORTER_URL=http://127.0.0.1:$NODE_EXPORTER_PORT" \
     "VIGIL_TEST_KUBECTL=$kubectl" \
     "VIGIL_TEST_CHROMIUM=$(command -v chromium 2>/dev/null || echo /usr/bin/chromium)" \
+    "VIGIL_TEST_CHROMEDRIVER=$(command -v chromedriver 2>/dev/null || echo /usr/bin/chromedriver)" \
     "VIGIL_TEST_WRK=$(command -v wrk 2>/dev/null || echo /usr/bin/wrk)"
   do
     printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"

@@ -70,6 +70,8 @@ pub struct AppState {
     pub dispatcher: Option<crate::notify::dispatch::Dispatcher>,
     /// The notification outbox, for `/api/v1/alerts/history`.
     pub outbox: Option<crate::notify::outbox::Outbox>,
+    /// The ledger, for SLO history (burn-down and burn-rate charts, completed periods).
+    pub ledger: Option<crate::store::ledger::Ledger>,
 }
 
 /// Builds the router.
@@ -184,6 +186,7 @@ mod tests {
             collectors: None,
             dispatcher: None,
             outbox: None,
+            ledger: None,
         });
         let (code, body) = get_text(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
@@ -206,6 +209,7 @@ mod tests {
             collectors: None,
             dispatcher: None,
             outbox: None,
+            ledger: None,
         });
         let (code, body) = get_text(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);
