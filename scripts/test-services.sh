@@ -49,6 +49,8 @@ PY_PINNED=(
   "kubernetes==37.0.2"
   "jsonschema==4.26.0"
   "kubernetes-validate==1.37.0"
+  # Grafana's dashboard models (the pinned foundation SDK), for tests/fixtures/dashboards/validate.py.
+  "grafana-foundation-sdk==1769699379!11.6.0"
 )
 TANSU_VERSION=0.6.0
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
