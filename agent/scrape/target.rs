@@ -166,11 +166,24 @@ impl Positions {
         self.ends.clear();
     }
 
+    /// The series bytes at position `i` (empty past the end).
+    fn key(&self, i: usize) -> &[u8] {
+        let Some(&(end, _)) = self.ends.get(i) else {
+            return &[];
+        };
+        let start = match i.checked_sub(1) {
+            Some(p) => self.ends.get(p).map_or(0, |e| e.0),
+            None => 0,
+        };
+        self.keys
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
     /// The slot of the series at position `i` when its bytes equal `key`.
     fn slot_if_same(&self, i: usize, key: &[u8]) -> Option<u32> {
-        let &(end, slot) = self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1].0 };
-        (self.keys.get(start as usize..end as usize)? == key).then_some(slot)
+        let &(_, slot) = self.ends.get(i)?;
+        (self.key(i) == key).then_some(slot)
     }
 
     fn push(&mut self, key: &[u8], slot: u32) {
@@ -198,6 +211,14 @@ impl SeriesCache {
         };
         self.current.push(key, slot);
         Some(slot)
+    }
+
+    /// The slot at position `i` of the previous scrape, whose bytes the caller has already
+    /// found equal to `key` (the parser's hint matched).
+    fn found_at_previous(&mut self, i: usize, key: &[u8]) -> u32 {
+        let slot = self.previous.ends.get(i).map_or(0, |e| e.1);
+        self.current.push(key, slot);
+        slot
     }
 
     fn insert(&mut self, key: &[u8], entry: CacheEntry) -> u32 {
@@ -280,6 +301,9 @@ pub struct Scraper {
     last_len: usize,
     /// The series list of the last snapshot, shared by the next one when unchanged.
     previous_series: Arc<[Arc<Series>]>,
+    /// The format of the last scrape: the parser takes hints from the cache only while it
+    /// stays the same.
+    last_format: Option<Format>,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -301,6 +325,7 @@ impl Scraper {
             synthetic,
             last_len: 0,
             previous_series: Arc::default(),
+            last_format: None,
         }
     }
 
@@ -443,15 +468,31 @@ impl Scraper {
         let scrape_no = self.scrape_no;
         // A failed scrape may have left a partial position list behind.
         self.cache.current.clear();
-        for entry in Parser::new(&self.body, format, Mode::Scrape) {
-            let sample = match entry {
-                Ok(Entry::Sample(s)) => s,
-                Ok(_) => continue,
-                Err(e) => return Err(ScrapeError::Parse(e)),
-            };
+        // Hints only while the format stays the same: the label-block scan they skip differs
+        // slightly between the two formats.
+        let hints = self.last_format == Some(format);
+        self.last_format = Some(format);
+        let mut parser = Parser::new(&self.body, format, Mode::Scrape);
+        loop {
             let position = counts.scraped;
+            let hint = if hints {
+                self.cache.previous.key(position)
+            } else {
+                &[]
+            };
+            let sample = match parser.next_hinted(hint) {
+                None => break,
+                Some(Ok(Entry::Sample(s))) => s,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ScrapeError::Parse(e)),
+            };
             counts.scraped += 1;
-            let entry = match self.cache.find(position, sample.series) {
+            let found = if parser.hint_matched() {
+                Some(self.cache.found_at_previous(position, sample.series))
+            } else {
+                self.cache.find(position, sample.series)
+            };
+            let entry = match found {
                 Some(slot) => {
                     let e = &mut self.cache.slots[slot as usize];
                     if e.seen == scrape_no {

@@ -417,6 +417,8 @@ pub struct Parser<'a> {
     meta_type: MetricType,
     pending: VecDeque<ParseError>,
     strict: Option<Box<strict::Validator<'a>>>,
+    /// Whether the last sample's series bytes equalled the hint given to [`Parser::next_hinted`].
+    hint_matched: bool,
 }
 
 impl fmt::Debug for Parser<'_> {
@@ -452,7 +454,25 @@ impl<'a> Parser<'a> {
             meta_type: MetricType::Unknown,
             pending: VecDeque::new(),
             strict,
+            hint_matched: false,
         }
+    }
+
+    /// The next entry, like [`Iterator::next`], given the series bytes the caller expects on the
+    /// next sample line (in scrape mode, a per-target cache knows what the same position held in
+    /// the previous scrape). When the line starts with exactly those bytes and they end a label
+    /// block, the block is not scanned again: the same bytes were accepted before, and the scan
+    /// depends on nothing else (the caller passes no hint after a change of format).
+    /// [`Parser::hint_matched`] then says whether the hint was used.
+    pub fn next_hinted(&mut self, hint: &[u8]) -> Option<Result<Entry<'a>, ParseError>> {
+        let usable = self.mode == Mode::Scrape && hint.last() == Some(&b'}');
+        self.next_entry(if usable { hint } else { &[] })
+    }
+
+    /// Whether the sample last returned by [`Parser::next_hinted`] matched its hint (its
+    /// `series` equals the hint).
+    pub fn hint_matched(&self) -> bool {
+        self.hint_matched
     }
 
     /// The format being parsed.
@@ -588,7 +608,12 @@ impl<'a> Parser<'a> {
         self.sep(b, i, what).map(Some)
     }
 
-    fn parse_line(&mut self, b: &'a [u8], line_no: usize) -> Result<Option<Entry<'a>>, ParseError> {
+    fn parse_line(
+        &mut self,
+        b: &'a [u8],
+        line_no: usize,
+        hint: &[u8],
+    ) -> Result<Option<Entry<'a>>, ParseError> {
         let strict = self.mode == Mode::Strict;
         if strict && b.last() == Some(&b'\r') {
             return Err(ParseError::at(
@@ -614,7 +639,7 @@ impl<'a> Parser<'a> {
                 Format::OpenMetrics => self.parse_om_comment(b, start, line_no),
             }
         } else {
-            self.parse_sample(b, start, line_no)
+            self.parse_sample(b, start, line_no, hint)
                 .map(|s| Some(Entry::Sample(s)))
         };
         match res {
@@ -1015,9 +1040,10 @@ impl<'a> Parser<'a> {
         b: &'a [u8],
         start: usize,
         line_no: usize,
+        hint: &[u8],
     ) -> Result<Sample<'a>, ParseError> {
         let (mut sample, cols) = self
-            .scan_sample(b, start)
+            .scan_sample(b, start, hint)
             .map_err(|e| ParseError::at(line_no, e.idx, e.msg))?;
         sample.family_type = match self.strict.as_mut() {
             Some(v) => v.on_sample(&sample, &cols, line_no, &mut self.pending)?,
@@ -1040,12 +1066,21 @@ impl<'a> Parser<'a> {
         Ok(sample)
     }
 
-    fn scan_sample(&self, b: &'a [u8], start: usize) -> LResult<(Sample<'a>, SampleCols)> {
+    fn scan_sample(
+        &mut self,
+        b: &'a [u8],
+        start: usize,
+        hint: &[u8],
+    ) -> LResult<(Sample<'a>, SampleCols)> {
         let mut cols = SampleCols {
             name: start,
             ..SampleCols::default()
         };
         let name_end = scan::scan_metric_name(b, start);
+        // A hint ends with '}' (see next_hinted): equal bytes close the label block at the same
+        // place, so only the value and what follows are left to parse.
+        self.hint_matched =
+            !hint.is_empty() && name_end > start && b.get(start..start + hint.len()) == Some(hint);
         if name_end == start {
             let c = b.get(start).copied().unwrap_or(b' ');
             return Err(lerr(
@@ -1067,7 +1102,10 @@ impl<'a> Parser<'a> {
         let mut i = name_end;
         let brace = self.ws(b, i);
         let mut block = None;
-        if b.get(brace) == Some(&b'{') {
+        if self.hint_matched {
+            block = Some(brace);
+            i = start + hint.len();
+        } else if b.get(brace) == Some(&b'{') {
             block = Some(brace);
             i = self.scan_label_block(b, brace)?;
         } else if let Some(&c) = b.get(i)
@@ -1217,6 +1255,13 @@ impl<'a> Iterator for Parser<'a> {
     type Item = Result<Entry<'a>, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry(&[])
+    }
+}
+
+impl<'a> Parser<'a> {
+    fn next_entry(&mut self, hint: &[u8]) -> Option<Result<Entry<'a>, ParseError>> {
+        self.hint_matched = false;
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return self.fail(e);
@@ -1247,7 +1292,7 @@ impl<'a> Iterator for Parser<'a> {
                     "unexpected data after # EOF",
                 )));
             }
-            match self.parse_line(line, line_no) {
+            match self.parse_line(line, line_no, hint) {
                 Ok(Some(entry)) => return Some(Ok(entry)),
                 Ok(None) => {}
                 Err(e) => return self.fail(e),

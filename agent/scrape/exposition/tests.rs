@@ -878,7 +878,8 @@ fn fuzz_mutated_corpus_never_panics() {
         // Work on a window so each iteration stays cheap.
         let start = rng.below(src.len() as u64) as usize;
         let len = 1 + rng.below(4096) as usize;
-        let mut body: Vec<u8> = src[start..(start + len).min(src.len())].to_vec();
+        let window = &src[start..(start + len).min(src.len())];
+        let mut body: Vec<u8> = window.to_vec();
         for _ in 0..1 + rng.below(8) {
             let at = rng.below(body.len() as u64 + 1) as usize;
             match rng.below(4) {
@@ -903,7 +904,100 @@ fn fuzz_mutated_corpus_never_panics() {
                 }
             }
             let _ = check(&body, format);
+            // The scrape loop's hints (series of the unmutated window) change nothing.
+            let plain: Vec<String> = Parser::new(&body, format, Mode::Scrape)
+                .map(|e| format!("{e:?}"))
+                .collect();
+            assert_eq!(hinted_entries(window, &body, format).0, plain);
         }
         let _ = detect_format(&body);
+    }
+}
+
+/// Parses `cur` as the scrape loop does, with the previous body's series bytes as hints by
+/// position; returns every entry as text, and how many hints matched.
+fn hinted_entries(prev: &[u8], cur: &[u8], format: Format) -> (Vec<String>, usize) {
+    let hints: Vec<&[u8]> = Parser::new(prev, format, Mode::Scrape)
+        .map_while(Result::ok)
+        .filter_map(|e| match e {
+            Entry::Sample(s) => Some(s.series),
+            _ => None,
+        })
+        .collect();
+    let mut p = Parser::new(cur, format, Mode::Scrape);
+    let (mut out, mut matched, mut position) = (Vec::new(), 0, 0);
+    loop {
+        let hint = hints.get(position).copied().unwrap_or_default();
+        let Some(e) = p.next_hinted(hint) else { break };
+        if p.hint_matched()
+            && let Ok(Entry::Sample(s)) = &e
+        {
+            matched += 1;
+            assert_eq!(s.series, hint);
+        }
+        if matches!(e, Ok(Entry::Sample(_))) {
+            position += 1;
+        }
+        out.push(format!("{e:?}"));
+    }
+    (out, matched)
+}
+
+#[test]
+fn hints_never_change_what_is_parsed() {
+    let plain = |body: &str, format| -> Vec<String> {
+        entries(body, format, Mode::Scrape)
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect()
+    };
+    let base = "# TYPE a counter\na_total{x=\"1\",y=\"2\"} 1\na_total{x=\"2\"} 2\nb 3\nc{} 4\n";
+    let variants = [
+        // Unchanged: every labelled series is taken from its hint.
+        base.to_string(),
+        // A label value changed, a line inserted, a line removed.
+        base.replace("x=\"2\"", "x=\"3\""),
+        base.replace("b 3\n", "b 3\nnew{z=\"9\"} 5\n"),
+        base.replace("a_total{x=\"2\"} 2\n", ""),
+        // The hinted bytes followed by text that makes the line invalid or different.
+        base.replace("a_total{x=\"1\",y=\"2\"} 1", "a_total{x=\"1\",y=\"2\"}x 1"),
+        base.replace(
+            "a_total{x=\"1\",y=\"2\"} 1",
+            "a_total{x=\"1\",y=\"2\"},z=\"3\"} 1",
+        ),
+        base.replace("a_total{x=\"1\",y=\"2\"} 1", "a_total{x=\"1\",y=\"2\"}"),
+        base.replace(
+            "a_total{x=\"1\",y=\"2\"} 1",
+            "a_total{x=\"1\",y=\"2\"} 1 1700000000000",
+        ),
+        // A longer name with the hint as a prefix.
+        base.replace("c{} 4", "c{}_d{} 4"),
+    ];
+    for format in [Format::Text, Format::OpenMetrics] {
+        for cur in &variants {
+            let (hinted, matched) = hinted_entries(base.as_bytes(), cur.as_bytes(), format);
+            assert_eq!(hinted, plain(cur, format), "{format:?} {cur:?}");
+            if cur == base {
+                assert_eq!(matched, 3, "{format:?}: every labelled series matched");
+            }
+        }
+    }
+    // The real-world corpus, each file against itself and against every other file.
+    let files: Vec<(String, Format)> = corpus_files()
+        .into_iter()
+        .map(|(name, body)| {
+            let body = String::from_utf8(body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let format = detect_format(body.as_bytes());
+            (body, format)
+        })
+        .collect();
+    for (prev, pf) in &files {
+        for (cur, cf) in &files {
+            if pf != cf {
+                continue;
+            }
+            let (hinted, _) = hinted_entries(prev.as_bytes(), cur.as_bytes(), *cf);
+            assert_eq!(hinted, plain(cur, *cf));
+        }
     }
 }
