@@ -1,13 +1,26 @@
 //! The Kubernetes external metrics API (`external.metrics.k8s.io/v1beta1`) served from values the
 //! agent already holds, so an HPA can scale on queue depth, lag or burn rate. See docs/hpa.md.
 //!
-//! SKELETON (issue #8): the lead wired [`Hpa::bind`], [`HpaServer::run`] and
-//! [`Hpa::apply_config`] into the daemon; the implementation fills them in.
+//! - config.rs: the `hpa:` block;
+//! - tls.rs: the serving certificate (files, or generated and kept in `data_dir`);
+//! - auth.rs: front-proxy client certificates, bearer tokens, delegation to the API server;
+//! - server.rs: the TLS listener (tokio-rustls + hyper-util) serving the router;
+//! - api.rs: discovery, values, OpenAPI, `metav1.Status` errors;
+//! - quantity.rs, selector.rs: Kubernetes Quantity and label selector.
+//!
+//! The daemon calls [`Hpa::bind`], spawns [`HpaServer::run`] and calls [`Hpa::apply_config`] on
+//! reload. Data flows one way: the store and the SLO manager are read, never written.
 
+pub mod api;
+pub mod auth;
 pub mod config;
+pub mod quantity;
+pub mod selector;
+pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -30,17 +43,37 @@ pub enum HpaError {
         #[source]
         source: std::io::Error,
     },
+    /// The serving certificate could not be loaded or generated.
+    #[error("hpa.tls: {file}: {message}")]
+    Tls {
+        /// The file (or key) concerned.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Token file or front-proxy CA problems.
+    #[error("{key}: {message}")]
+    Auth {
+        /// The config key.
+        key: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Handle on the running API: reload and metrics.
 #[derive(Clone)]
 pub struct Hpa {
     local: SocketAddr,
+    state: Arc<api::ApiState>,
+    data_dir: PathBuf,
 }
 
 /// The server future, spawned by the daemon.
 pub struct HpaServer {
     listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
 }
 
 impl Hpa {
@@ -52,7 +85,15 @@ impl Hpa {
         store: Arc<SeriesStore>,
         slo: SloManager,
     ) -> Result<(Self, HpaServer), HpaError> {
-        let _ = (data_dir, store, slo);
+        let cert = tls::serving_cert(&cfg.tls, data_dir)?;
+        if let Some(ca) = &cert.generated_ca {
+            tracing::warn!(
+                ca = %ca.display(),
+                "hpa.tls: no cert_file/key_file, serving a self-signed certificate; an APIService then needs insecureSkipTLSVerify: true or caBundle set to this CA"
+            );
+        }
+        let acceptor = server::acceptor(cert)?;
+        let auth = auth::Auth::new(&cfg.auth, data_dir)?;
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .map_err(|source| HpaError::Bind {
@@ -63,7 +104,37 @@ impl Hpa {
             addr: cfg.listen.clone(),
             source,
         })?;
-        Ok((Self { local }, HpaServer { listener }))
+        match &auth.token_file {
+            Some(f) => tracing::info!(
+                "external metrics API on https://{local}, token file {}",
+                f.display()
+            ),
+            None => tracing::info!("external metrics API on https://{local}, anonymous access"),
+        }
+        let state = Arc::new(api::ApiState {
+            live: std::sync::RwLock::new(Arc::new(api::Live {
+                metrics: api::Compiled::all(&cfg.metrics),
+                no_data: cfg.no_data,
+                auth: Arc::new(auth),
+            })),
+            store,
+            rounds: slo.subscribe(),
+            counters: api::Counters::default(),
+            _slo: slo,
+        });
+        let router = api::router(state.clone());
+        Ok((
+            Self {
+                local,
+                state,
+                data_dir: data_dir.to_path_buf(),
+            },
+            HpaServer {
+                listener,
+                acceptor,
+                router,
+            },
+        ))
     }
 
     /// The bound address.
@@ -73,20 +144,76 @@ impl Hpa {
 
     /// Applies a reloaded `hpa:` block (metrics, namespaces, auth); `listen` and TLS need a restart.
     pub fn apply_config(&self, cfg: &HpaConfig) {
-        let _ = cfg;
+        let auth = match auth::Auth::new(&cfg.auth, &self.data_dir) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                tracing::error!(error = %e, "hpa.auth: reload failed; keeping the previous authentication");
+                match self.state.live.read() {
+                    Ok(l) => l.auth.clone(),
+                    Err(_) => return,
+                }
+            }
+        };
+        let live = Arc::new(api::Live {
+            metrics: api::Compiled::all(&cfg.metrics),
+            no_data: cfg.no_data,
+            auth,
+        });
+        if let Ok(mut l) = self.state.live.write() {
+            *l = live;
+        }
     }
 }
 
 impl HpaServer {
     /// Serves until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        let _ = self.listener;
-        cancel.cancelled().await;
+        server::serve(self.listener, self.acceptor, self.router, cancel).await;
     }
 }
 
 impl MetricsSource for Hpa {
     fn write_metrics(&self, w: &mut MetricsWriter) {
-        let _ = w;
+        w.family(
+            "vigil_hpa_requests_total",
+            "Requests to the external metrics API by handler and HTTP status code.",
+            "counter",
+        );
+        if let Ok(m) = self.state.counters.requests.lock() {
+            for ((handler, code), n) in m.iter() {
+                let code = code.to_string();
+                w.sample(
+                    "vigil_hpa_requests_total",
+                    &[("handler", handler), ("code", &code)],
+                    *n as f64,
+                );
+            }
+        }
+        w.family(
+            "vigil_hpa_request_duration_seconds",
+            "Time spent answering external metrics API requests, by handler.",
+            "summary",
+        );
+        if let Ok(m) = self.state.counters.durations.lock() {
+            for (handler, (n, sum)) in m.iter() {
+                w.sample(
+                    "vigil_hpa_request_duration_seconds_sum",
+                    &[("handler", handler)],
+                    *sum,
+                );
+                w.sample(
+                    "vigil_hpa_request_duration_seconds_count",
+                    &[("handler", handler)],
+                    *n as f64,
+                );
+            }
+        }
+        w.family(
+            "vigil_hpa_metrics",
+            "External metrics configured in hpa.metrics.",
+            "gauge",
+        );
+        let n = self.state.live.read().map(|l| l.metrics.len()).unwrap_or(0);
+        w.sample("vigil_hpa_metrics", &[], n as f64);
     }
 }
