@@ -287,7 +287,7 @@ async fn run_alerts(
             changed = rounds.changed() => if changed.is_err() { break },
         }
         let (now, statuses) = rounds.borrow_and_update().clone();
-        let alerts = engine.evaluate(now, &statuses, &store);
+        let alerts = engine.evaluate_shared(now, &statuses, &store);
         dispatcher.update(alerts, now);
     }
 }

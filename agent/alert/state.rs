@@ -14,29 +14,56 @@
 //!
 //! Owned by [`super::AlertEngine`], one [`AlertSet`] per rule (or SLO tier).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::alert::{Alert, AlertState, fingerprint};
 
 /// How long resolved alerts are still reported (Prometheus' `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
-/// An alert instance whose condition holds in this evaluation.
+/// An alert instance whose condition holds in this evaluation. Labels and annotations are
+/// shared: the engine hands the same maps round after round while they do not change, and the
+/// state machine copies them only into new alerts or when they changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Labels (alertname included).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
+    /// Fingerprint of `labels`.
+    pub fingerprint: u64,
     /// Annotations, rendered.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// The value that made it active.
     pub value: f64,
     /// Link back to the source.
-    pub generator_url: String,
+    pub generator_url: Arc<str>,
+}
+
+impl Candidate {
+    /// A candidate from owned parts (computes the fingerprint).
+    pub fn new(
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        value: f64,
+        generator_url: &str,
+    ) -> Self {
+        Self {
+            fingerprint: fingerprint(&labels),
+            labels: Arc::new(labels),
+            annotations: Arc::new(annotations),
+            value,
+            generator_url: generator_url.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Tracked {
-    alert: Alert,
+    /// Shared with the engine's output of the last rounds; copied on write.
+    alert: Arc<Alert>,
+    /// The annotations map the alert's annotations were copied from (unchanged while the
+    /// candidate hands the same one).
+    annotations_from: Arc<BTreeMap<String, String>>,
     keep_firing_since: Option<i64>,
 }
 
@@ -49,32 +76,46 @@ pub struct AlertSet {
 impl AlertSet {
     /// One evaluation at `now_ms` with the label sets whose condition holds.
     pub fn step(&mut self, now_ms: i64, present: Vec<Candidate>, for_ms: i64, keep_ms: i64) {
-        let mut seen = std::collections::HashSet::with_capacity(present.len());
+        let mut seen = HashSet::with_capacity(present.len());
         for c in present {
-            let fp = fingerprint(&c.labels);
+            let fp = c.fingerprint;
             seen.insert(fp);
             match self.active.get_mut(&fp) {
                 Some(t) if t.alert.state != AlertState::Resolved => {
-                    t.alert.value = c.value;
-                    t.alert.annotations = c.annotations;
-                    t.alert.generator_url = c.generator_url;
+                    let same_annotations = Arc::ptr_eq(&t.annotations_from, &c.annotations)
+                        || t.alert.annotations == *c.annotations;
+                    let same = t.alert.value.to_bits() == c.value.to_bits()
+                        && same_annotations
+                        && *t.alert.generator_url == *c.generator_url;
+                    if !same {
+                        let a = Arc::make_mut(&mut t.alert);
+                        a.value = c.value;
+                        if !same_annotations {
+                            a.annotations = (*c.annotations).clone();
+                        }
+                        if *a.generator_url != *c.generator_url {
+                            a.generator_url = c.generator_url.to_string();
+                        }
+                    }
+                    t.annotations_from = c.annotations;
                     t.keep_firing_since = None;
                 }
                 _ => {
                     self.active.insert(
                         fp,
                         Tracked {
-                            alert: Alert {
-                                labels: c.labels,
-                                annotations: c.annotations,
+                            alert: Arc::new(Alert {
+                                labels: (*c.labels).clone(),
+                                annotations: (*c.annotations).clone(),
                                 state: AlertState::Pending,
                                 active_at_ms: now_ms,
                                 fired_at_ms: None,
                                 resolved_at_ms: None,
                                 value: c.value,
                                 inhibited_by: None,
-                                generator_url: c.generator_url,
-                            },
+                                generator_url: c.generator_url.to_string(),
+                            }),
+                            annotations_from: c.annotations,
                             keep_firing_since: None,
                         },
                     );
@@ -85,19 +126,20 @@ impl AlertSet {
             if seen.contains(fp) {
                 return true;
             }
-            let a = &mut t.alert;
-            if keep_ms > 0 && a.state == AlertState::Firing {
+            if keep_ms > 0 && t.alert.state == AlertState::Firing {
                 let since = *t.keep_firing_since.get_or_insert(now_ms);
                 if now_ms - since < keep_ms {
                     return true;
                 }
             }
-            match a.state {
+            match t.alert.state {
                 AlertState::Pending => false,
-                AlertState::Resolved => a
+                AlertState::Resolved => t
+                    .alert
                     .resolved_at_ms
                     .is_some_and(|r| now_ms - r <= RESOLVED_RETENTION_MS),
                 AlertState::Firing => {
+                    let a = Arc::make_mut(&mut t.alert);
                     a.state = AlertState::Resolved;
                     a.resolved_at_ms = Some(now_ms);
                     t.keep_firing_since = None;
@@ -106,19 +148,30 @@ impl AlertSet {
             }
         });
         for t in self.active.values_mut() {
-            let a = &mut t.alert;
-            if a.state == AlertState::Pending && now_ms - a.active_at_ms >= for_ms {
+            if t.alert.state == AlertState::Pending && now_ms - t.alert.active_at_ms >= for_ms {
+                let a = Arc::make_mut(&mut t.alert);
                 a.state = AlertState::Firing;
                 a.fired_at_ms = Some(now_ms);
             }
         }
     }
 
+    /// The pending, firing and recently resolved alerts, ordered by labels (shared, not
+    /// copied).
+    pub fn shared_alerts(&self) -> Vec<Arc<Alert>> {
+        let mut v: Vec<Arc<Alert>> = self.active.values().map(|t| t.alert.clone()).collect();
+        if v.len() > 1 {
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        v
+    }
+
     /// The pending, firing and recently resolved alerts, ordered by labels.
     pub fn alerts(&self) -> Vec<Alert> {
-        let mut v: Vec<Alert> = self.active.values().map(|t| t.alert.clone()).collect();
-        v.sort_by(|a, b| a.labels.cmp(&b.labels));
-        v
+        self.shared_alerts()
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
     }
 
     /// Number of tracked alerts.
@@ -139,12 +192,12 @@ mod tests {
     const M: i64 = 60_000;
 
     fn cand(v: f64) -> Vec<Candidate> {
-        vec![Candidate {
-            labels: [("alertname".to_string(), "X".to_string())].into(),
-            annotations: [("summary".to_string(), format!("v={v}"))].into(),
-            value: v,
-            generator_url: "/x".into(),
-        }]
+        vec![Candidate::new(
+            [("alertname".to_string(), "X".to_string())].into(),
+            [("summary".to_string(), format!("v={v}"))].into(),
+            v,
+            "/x",
+        )]
     }
 
     fn state(s: &AlertSet) -> Option<(AlertState, i64, Option<i64>, Option<i64>)> {

@@ -85,6 +85,24 @@ pub fn check(text: &str, vars: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// The variable names `text` uses (`labels.x` included); none when it does not parse.
+pub fn variables(text: &str) -> Vec<&str> {
+    if !text.contains("{{") {
+        return Vec::new();
+    }
+    parse(text)
+        .map(|pieces| {
+            pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Var(v) => Some(v),
+                    Piece::Text(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Renders `text`; `var` answers a variable name (`labels.x` included); unknown names render as
 /// the empty string. Text that does not parse is returned unchanged.
 pub fn render(text: &str, var: &dyn Fn(&str) -> Option<String>) -> String {
@@ -138,6 +156,11 @@ mod tests {
             "availability of payments ()"
         );
         assert_eq!(render("no braces", &var), "no braces");
+        assert_eq!(
+            variables("{{ .slo }} {{.labels.team}} x"),
+            vec!["slo", "labels.team"]
+        );
+        assert!(variables("{{ broken").is_empty());
     }
 
     #[test]

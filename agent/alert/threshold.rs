@@ -252,12 +252,12 @@ impl ThresholdRule {
                 .iter()
                 .map(|(k, t)| (k.clone(), template::render(t, &vars)))
                 .collect();
-            out.push(Candidate {
-                labels: all,
+            out.push(Candidate::new(
+                all,
                 annotations,
-                value: v,
-                generator_url: format!("/api/v1/alerts?alertname={}", c.alert),
-            });
+                v,
+                &format!("/api/v1/alerts?alertname={}", c.alert),
+            ));
         }
         out
     }
@@ -343,13 +343,12 @@ mod tests {
         let c = r.evaluate(&s);
         assert_eq!(c.len(), 1);
         assert_eq!(
-            c[0].labels,
-            [
+            *c[0].labels,
+            BTreeMap::from([
                 ("alertname".to_string(), "PostgresDown".to_string()),
                 ("instance".to_string(), "a".to_string()),
                 ("severity".to_string(), "page".to_string()),
-            ]
-            .into()
+            ])
         );
         assert_eq!(c[0].annotations["summary"], "a is down (0)");
         assert_eq!(r.config.for_, Duration::from_secs(60));

@@ -15,7 +15,8 @@
 //!
 //! Each notification carries an idempotency key made of the receiver, the group key and a hash
 //! of the alerts' (fingerprint, state), so the outbox never delivers the same change twice (a
-//! repeat of an unchanged group gets a numbered key). Silences are kept in the ledger. The API
+//! repeat of an unchanged group gets a numbered key, and so does the next incident of a group
+//! whose receiver was told everything resolved or was muted). Silences are kept in the ledger. The API
 //! reads alerts, routes and silences through the methods here. Built and run by the daemon.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -95,12 +96,20 @@ struct State {
     root: Option<Route>,
     intervals: HashMap<String, TimeInterval>,
     /// Last round's alerts, by fingerprint (for the API).
-    current: BTreeMap<u64, Alert>,
+    current: BTreeMap<u64, Arc<Alert>>,
     /// Alerts that fire (Alertmanager's alert store), by fingerprint.
-    active: BTreeMap<u64, Alert>,
+    active: BTreeMap<u64, Arc<Alert>>,
+    /// The groups (key, receiver) each label set routes to, by fingerprint: routing is done
+    /// once per label set, not once per round (cleared with the configuration).
+    routed: HashMap<u64, Arc<[Routed]>>,
     groups: BTreeMap<(String, String), Group>,
     /// What each (group key, receiver) was last told (Alertmanager's notification log).
     nflog: HashMap<(String, String), Entry>,
+    /// Per (group key, receiver): how many times its notification log entry was forgotten
+    /// (everything resolved, or everything muted). Part of the idempotency key, so that the
+    /// next incident of the same alerts (or the same alerts told again after a silence) is a
+    /// new notification for the outbox and not a duplicate of the first one.
+    episodes: HashMap<(String, String), u32>,
     silences: BTreeMap<String, Silence>,
     emitted: BTreeMap<String, u64>,
     /// Wall clock at `origin`; times follow tokio's clock from there, so that a paused
@@ -116,10 +125,17 @@ struct Group {
     receiver: String,
     labels: BTreeMap<String, String>,
     route: Route,
-    alerts: BTreeMap<u64, Alert>,
+    alerts: BTreeMap<u64, Arc<Alert>>,
     /// Next flush, ms on the dispatcher's clock.
     next_flush: i64,
     has_flushed: bool,
+}
+
+/// Where one label set goes: a group (key, receiver) of a route.
+struct Routed {
+    id: (String, String),
+    labels: BTreeMap<String, String>,
+    route: Route,
 }
 
 struct Entry {
@@ -170,8 +186,10 @@ impl Dispatcher {
             intervals: HashMap::new(),
             current: BTreeMap::new(),
             active: BTreeMap::new(),
+            routed: HashMap::new(),
             groups: BTreeMap::new(),
             nflog: HashMap::new(),
+            episodes: HashMap::new(),
             silences: BTreeMap::new(),
             emitted: BTreeMap::new(),
             wall_origin_ms: chrono::Utc::now().timestamp_millis(),
@@ -198,9 +216,10 @@ impl Dispatcher {
         self.state().now_ms()
     }
 
-    /// The alerts of this round (all pending, firing and just-resolved ones). A firing alert
-    /// missing from a round counts as resolved at `now_ms`.
-    pub fn update(&self, alerts: Vec<Alert>, now_ms: i64) {
+    /// The alerts of this round (all pending, firing and just-resolved ones), owned or shared
+    /// with the alert engine (`Vec<Alert>` or `Vec<Arc<Alert>>`). A firing alert missing from a
+    /// round counts as resolved at `now_ms`.
+    pub fn update<A: Into<Arc<Alert>>>(&self, alerts: Vec<A>, now_ms: i64) {
         let mut st = self.state();
         st.update(alerts, now_ms);
         drop(st);
@@ -213,10 +232,11 @@ impl Dispatcher {
         let mut st = self.state();
         st.set_config(config);
         st.groups.clear();
-        let active: Vec<Alert> = st.active.values().cloned().collect();
+        let active: Vec<Arc<Alert>> = st.active.values().cloned().collect();
         for a in active {
             st.insert(&a);
         }
+        st.groups.retain(|_, g| !g.alerts.is_empty());
         drop(st);
         self.wake.notify_one();
     }
@@ -269,7 +289,7 @@ impl Dispatcher {
                 key: g.key.clone(),
                 receiver: g.receiver.clone(),
                 labels: g.labels.clone(),
-                alerts: g.alerts.values().cloned().collect(),
+                alerts: g.alerts.values().map(|a| Alert::clone(a)).collect(),
             })
             .collect()
     }
@@ -379,6 +399,17 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Restarts the dispatcher's clock at `wall_ms` (ms since the epoch), following tokio's
+    /// clock from now on. For tests and tools that drive the dispatcher through virtual time
+    /// (`tokio::time::pause`) from a fixed wall-clock time (time intervals depend on the time
+    /// of day). Call it before the first alert.
+    pub fn start_clock_at(&self, wall_ms: i64) {
+        let mut st = self.state();
+        st.wall_origin_ms = wall_ms;
+        st.origin = tokio::time::Instant::now();
+        st.manual_ms = None;
+    }
+
     /// When the dispatcher started (ms since the epoch).
     pub fn started_ms(&self) -> i64 {
         self.state().wall_origin_ms
@@ -398,6 +429,7 @@ impl State {
 
     fn set_config(&mut self, config: Arc<AlertingConfig>) {
         self.root = config.route.as_ref().map(Route::root);
+        self.routed.clear();
         self.intervals = config
             .time_intervals
             .iter()
@@ -406,9 +438,10 @@ impl State {
         self.config = config;
     }
 
-    fn update(&mut self, alerts: Vec<Alert>, now_ms: i64) {
+    fn update<A: Into<Arc<Alert>>>(&mut self, alerts: Vec<A>, now_ms: i64) {
         let mut current = BTreeMap::new();
         for a in alerts {
+            let a: Arc<Alert> = a.into();
             current.insert(crate::alert::fingerprint(&a.labels), a);
         }
         // A firing alert that is not reported any more resolved now.
@@ -424,8 +457,9 @@ impl State {
             .collect();
         for fp in gone {
             if let Some(mut a) = self.active.remove(&fp) {
-                a.state = AlertState::Resolved;
-                a.resolved_at_ms = Some(now_ms);
+                let r = Arc::make_mut(&mut a);
+                r.state = AlertState::Resolved;
+                r.resolved_at_ms = Some(now_ms);
                 self.insert(&a);
             }
         }
@@ -445,30 +479,65 @@ impl State {
             }
         }
         self.current = current;
+        // Groups created for a resolved alert that was in none of them stay empty.
+        self.groups.retain(|_, g| !g.alerts.is_empty());
+        if self.routed.len() > 2 * self.current.len() + 1024 {
+            let current = &self.current;
+            self.routed.retain(|fp, _| current.contains_key(fp));
+        }
     }
 
     fn in_any_group(&self, fp: u64) -> bool {
         self.groups.values().any(|g| g.alerts.contains_key(&fp))
     }
 
-    /// Puts an alert (firing or resolved) into the group of every route it ends at.
-    fn insert(&mut self, a: &Alert) {
-        let Some(root) = &self.root else { return };
+    /// The groups an alert with `labels` (fingerprint `fp`) goes to, routed once.
+    fn routes(&mut self, fp: u64, labels: &BTreeMap<String, String>) -> Arc<[Routed]> {
+        if let Some(r) = self.routed.get(&fp) {
+            return r.clone();
+        }
+        let Some(root) = &self.root else {
+            return Arc::from(Vec::new());
+        };
+        let routed: Arc<[Routed]> = root
+            .matches(labels)
+            .into_iter()
+            .map(|r| {
+                let group_labels = r.group_labels(labels);
+                Routed {
+                    id: (r.group_key(&group_labels), r.receiver.clone()),
+                    labels: group_labels,
+                    route: r.clone(),
+                }
+            })
+            .collect();
+        self.routed.insert(fp, routed.clone());
+        routed
+    }
+
+    /// Puts an alert (firing or resolved) into the group of every route it ends at. Groups
+    /// left empty (a resolved alert that was in none) are removed by the caller.
+    fn insert(&mut self, a: &Arc<Alert>) {
         let fp = crate::alert::fingerprint(&a.labels);
         let now_ms = self.now_ms();
-        for r in root.matches(&a.labels) {
-            let labels = r.group_labels(&a.labels);
-            let key = r.group_key(&labels);
-            let id = (key.clone(), r.receiver.clone());
-            let g = self.groups.entry(id).or_insert_with(|| Group {
-                key,
-                receiver: r.receiver.clone(),
-                labels,
-                route: r.clone(),
-                alerts: BTreeMap::new(),
-                next_flush: now_ms + r.group_wait.as_millis() as i64,
-                has_flushed: false,
-            });
+        for r in self.routes(fp, &a.labels).iter() {
+            if !self.groups.contains_key(&r.id) {
+                self.groups.insert(
+                    r.id.clone(),
+                    Group {
+                        key: r.id.0.clone(),
+                        receiver: r.id.1.clone(),
+                        labels: r.labels.clone(),
+                        route: r.route.clone(),
+                        alerts: BTreeMap::new(),
+                        next_flush: now_ms + r.route.group_wait.as_millis() as i64,
+                        has_flushed: false,
+                    },
+                );
+            }
+            let Some(g) = self.groups.get_mut(&r.id) else {
+                continue;
+            };
             if a.state == AlertState::Resolved && !g.alerts.contains_key(&fp) {
                 continue;
             }
@@ -480,7 +549,6 @@ impl State {
                 g.next_flush = now_ms;
             }
         }
-        self.groups.retain(|_, g| !g.alerts.is_empty());
     }
 
     fn next_flush(&self) -> Option<i64> {
@@ -530,7 +598,8 @@ impl State {
         let now_ms = now;
         let mut out = Vec::new();
         let config = self.config.clone();
-        let inhibitions = Inhibitions::new(&config.inhibit_rules, self.active.values());
+        let inhibitions =
+            Inhibitions::new(&config.inhibit_rules, self.active.values().map(|a| &**a));
         for id in due {
             let Some(g) = self.groups.get(&id) else {
                 continue;
@@ -549,7 +618,7 @@ impl State {
                     }
                 };
                 if include {
-                    alerts.push(a.clone());
+                    alerts.push(Alert::clone(a));
                 }
             }
             let firing: BTreeSet<u64> = alerts
@@ -570,12 +639,17 @@ impl State {
                 // Everything the receiver was told about is muted now: like Alertmanager,
                 // send nothing but forget what was told, so it is told again once unmuted.
                 self.nflog.remove(&id);
+                *self.episodes.entry(id.clone()).or_default() += 1;
             } else if needs {
                 let repeats = match entry {
                     Some(e) if e.content == content => e.repeats + 1,
                     _ => 0,
                 };
                 let mut key = format!("{}|{}|{content:016x}", g.receiver, g.key);
+                match self.episodes.get(&id) {
+                    Some(e) if *e > 0 => key.push_str(&format!("|e{e}")),
+                    _ => {}
+                }
                 if repeats > 0 {
                     key.push_str(&format!("|r{repeats}"));
                 }
@@ -591,6 +665,7 @@ impl State {
                 *self.emitted.entry(g.receiver.clone()).or_default() += 1;
                 if firing.is_empty() {
                     self.nflog.remove(&id);
+                    *self.episodes.entry(id.clone()).or_default() += 1;
                 } else {
                     self.nflog.insert(
                         id.clone(),
@@ -620,7 +695,10 @@ impl State {
 
     fn views(&self) -> Vec<AlertView> {
         let now_ms = self.now_ms();
-        let inhibitions = Inhibitions::new(&self.config.inhibit_rules, self.active.values());
+        let inhibitions = Inhibitions::new(
+            &self.config.inhibit_rules,
+            self.active.values().map(|a| &**a),
+        );
         self.current
             .iter()
             .map(|(fp, a)| {
@@ -649,7 +727,7 @@ impl State {
                     inhibited_by.push(format!("{src:016x}"));
                 }
                 AlertView {
-                    alert: a.clone(),
+                    alert: Alert::clone(a),
                     fingerprint: format!("{fp:016x}"),
                     receivers,
                     silenced_by: self.silenced_by(&a.labels, now_ms),
