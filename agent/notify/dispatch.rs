@@ -110,6 +110,9 @@ struct State {
     /// next incident of the same alerts (or the same alerts told again after a silence) is a
     /// new notification for the outbox and not a duplicate of the first one.
     episodes: HashMap<(String, String), u32>,
+    /// Episode counters changed since the last flush, to be written to the ledger before any
+    /// notification that uses them is emitted.
+    episodes_dirty: Vec<((String, String), u32)>,
     silences: BTreeMap<String, Silence>,
     emitted: BTreeMap<String, u64>,
     /// Wall clock at `origin`; times follow tokio's clock from there, so that a paused
@@ -167,6 +170,16 @@ impl Dispatcher {
                 warn!(ledger = %ledger.target(), error = %e, "cannot load silences from the ledger; starting without them")
             }
         }
+        match load_episodes(&ledger).await {
+            Ok(list) => {
+                if let Ok(mut st) = d.inner.lock() {
+                    st.episodes = list;
+                }
+            }
+            Err(e) => {
+                warn!(ledger = %ledger.target(), error = %e, "cannot load notification episodes from the ledger; a recurring incident may be deduplicated by the outbox")
+            }
+        }
         d
     }
 
@@ -190,6 +203,7 @@ impl Dispatcher {
             groups: BTreeMap::new(),
             nflog: HashMap::new(),
             episodes: HashMap::new(),
+            episodes_dirty: Vec::new(),
             silences: BTreeMap::new(),
             emitted: BTreeMap::new(),
             wall_origin_ms: chrono::Utc::now().timestamp_millis(),
@@ -261,11 +275,19 @@ impl Dispatcher {
                 _ = self.wake.notified() => {},
                 _ = sleep => {},
             }
-            let due = {
+            let (due, episodes) = {
                 let mut st = self.state();
                 let now = st.now_ms();
-                st.flush_due(now)
+                let due = st.flush_due(now);
+                (due, std::mem::take(&mut st.episodes_dirty))
             };
+            if let Some(ledger) = &self.ledger {
+                for ((group, receiver), episode) in episodes {
+                    if let Err(e) = store_episode(ledger, &receiver, &group, episode).await {
+                        warn!(ledger = %ledger.target(), error = %e, receiver, "cannot store a notification episode in the ledger");
+                    }
+                }
+            }
             for n in due {
                 if self.out.send(n).await.is_err() {
                     warn!("the notification outbox is gone; stopping the dispatcher");
@@ -585,6 +607,14 @@ impl State {
     }
 
     /// Flushes every group due at `now`; returns the notifications to emit.
+    /// Starts the next episode of a (group key, receiver): what it was told is forgotten.
+    fn next_episode(&mut self, id: &(String, String)) {
+        let e = self.episodes.entry(id.clone()).or_default();
+        *e += 1;
+        let e = *e;
+        self.episodes_dirty.push((id.clone(), e));
+    }
+
     fn flush_due(&mut self, now: i64) -> Vec<Notification> {
         let due: Vec<(String, String)> = self
             .groups
@@ -639,7 +669,7 @@ impl State {
                 // Everything the receiver was told about is muted now: like Alertmanager,
                 // send nothing but forget what was told, so it is told again once unmuted.
                 self.nflog.remove(&id);
-                *self.episodes.entry(id.clone()).or_default() += 1;
+                self.next_episode(&id);
             } else if needs {
                 let repeats = match entry {
                     Some(e) if e.content == content => e.repeats + 1,
@@ -665,7 +695,7 @@ impl State {
                 *self.emitted.entry(g.receiver.clone()).or_default() += 1;
                 if firing.is_empty() {
                     self.nflog.remove(&id);
-                    *self.episodes.entry(id.clone()).or_default() += 1;
+                    self.next_episode(&id);
                 } else {
                     self.nflog.insert(
                         id.clone(),
@@ -760,6 +790,43 @@ fn needs_update(
         return true;
     }
     now >= e.at + repeat.as_millis() as i64
+}
+
+/// The episode counters kept in the ledger, by (group key, receiver).
+async fn load_episodes(ledger: &Ledger) -> Result<HashMap<(String, String), u32>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT receiver, group_key, episode FROM notify_episodes")
+        .fetch_all(ledger.pool())
+        .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let receiver: String = r.try_get(0)?;
+        let group: String = r.try_get(1)?;
+        let episode: i64 = r.try_get(2)?;
+        out.insert(
+            (group, receiver),
+            u32::try_from(episode).unwrap_or(u32::MAX),
+        );
+    }
+    Ok(out)
+}
+
+async fn store_episode(
+    ledger: &Ledger,
+    receiver: &str,
+    group: &str,
+    episode: u32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notify_episodes (receiver, group_key, episode) VALUES ($1, $2, $3) \
+         ON CONFLICT (receiver, group_key) DO UPDATE SET episode = excluded.episode",
+    )
+    .bind(receiver)
+    .bind(group)
+    .bind(i64::from(episode))
+    .execute(ledger.pool())
+    .await?;
+    Ok(())
 }
 
 fn content_hash(alerts: &[Alert]) -> u64 {
