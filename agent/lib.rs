@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod dashboards;
 pub mod demo;
+pub mod healthcheck;
 pub mod hpa;
 pub mod notify;
 pub mod scrape;

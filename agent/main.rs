@@ -66,6 +66,16 @@ enum Command {
         #[command(subcommand)]
         what: DashboardsCommand,
     },
+    /// Probe a running agent's /healthz (the container HEALTHCHECK: the image has no shell or
+    /// curl). Exits 0 when healthy, 1 when not.
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = vigil::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run unit tests.
     Test {
         #[command(subcommand)]
@@ -179,6 +189,13 @@ fn main() -> ExitCode {
             what: SloCommand::Status { config, url },
         } => slo_status(config, url),
         Command::Dashboards { what } => dashboards(what),
+        Command::Healthcheck { url, timeout } => match vigil::healthcheck::probe(&url, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vigil healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => {
             init_logging(&cli.log_level, cli.log_format);
             run(ConfigSource::resolve(config))

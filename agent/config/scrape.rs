@@ -87,6 +87,10 @@ pub struct JobConfig {
     /// File-based discovery, in Prometheus' file_sd format (JSON or YAML).
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Kubernetes discovery (pods or services, watched through the API server), with
+    /// Prometheus' `__meta_kubernetes_*` labels. See docs/kubernetes-sd.md.
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Relabelling of targets before scraping.
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
@@ -130,6 +134,67 @@ pub struct FileSdConfig {
     /// How often the files are checked for changes.
     #[serde(default = "default_sd_refresh", deserialize_with = "duration")]
     pub refresh_interval: Duration,
+}
+
+/// One `kubernetes_sd_configs` block (Prometheus' `kubernetes_sd_config`, roles `pod` and
+/// `service`, plus Vigil's `node_local`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    /// What becomes a target: `pod` (one target per declared container port, or per container
+    /// without ports) or `service` (one target per service port, `<name>.<namespace>.svc:<port>`).
+    pub role: KubernetesRole,
+    /// A kubeconfig file whose current context gives the API server and credentials. Default: the
+    /// in-cluster service account (or `$KUBECONFIG` / `~/.kube/config` outside a cluster).
+    #[serde(default)]
+    pub kubeconfig_file: Option<PathBuf>,
+    /// Namespaces to watch. Default: all namespaces.
+    #[serde(default)]
+    pub namespaces: KubernetesNamespaces,
+    /// Label and field selectors sent to the API server (at most one, of the same role).
+    #[serde(default)]
+    pub selectors: Vec<KubernetesSelector>,
+    /// Only pods scheduled on this node: adds the field selector `spec.nodeName=$NODE_NAME`
+    /// (`NODE_NAME` from the downward API, as in the DaemonSet). Role `pod` only.
+    #[serde(default)]
+    pub node_local: bool,
+}
+
+/// `kubernetes_sd_configs[].role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesRole {
+    /// Pods and their container ports.
+    Pod,
+    /// Services and their ports.
+    Service,
+}
+
+/// `kubernetes_sd_configs[].namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesNamespaces {
+    /// Also watch the namespace Vigil runs in (the service account's, or the kubeconfig
+    /// context's).
+    #[serde(default)]
+    pub own_namespace: bool,
+    /// Namespaces to watch.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// `kubernetes_sd_configs[].selectors[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSelector {
+    /// The role this selector applies to; must be the block's role.
+    pub role: KubernetesRole,
+    /// A label selector (`app=web,tier!=cache`).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A field selector (`status.phase=Running`).
+    #[serde(default)]
+    pub field: Option<String>,
 }
 
 /// `authorization:`.
@@ -403,7 +468,10 @@ impl ScrapeConfig {
                     ),
                 );
             }
-            if job.urls.is_empty() && job.file_sd_configs.is_empty() {
+            if job.urls.is_empty()
+                && job.file_sd_configs.is_empty()
+                && job.kubernetes_sd_configs.is_empty()
+            {
                 bad(
                     p.clone(),
                     "has no targets; add urls or file_sd_configs".into(),
@@ -467,6 +535,13 @@ impl ScrapeConfig {
                     }
                 }
             }
+            for (k, sd) in job.kubernetes_sd_configs.iter().enumerate() {
+                sd.validate(
+                    &format!("{p}.kubernetes_sd_configs[{k}]"),
+                    base_dir,
+                    &mut bad,
+                );
+            }
             for (list, key) in [
                 (&job.relabel_configs, "relabel_configs"),
                 (&job.metric_relabel_configs, "metric_relabel_configs"),
@@ -522,6 +597,9 @@ impl ScrapeConfig {
                     }
                 }
             }
+            for sd in &mut job.kubernetes_sd_configs {
+                sd.kubeconfig_file.as_mut().map(fix);
+            }
             if let Some(a) = &mut job.authorization {
                 a.credentials_file.as_mut().map(fix);
             }
@@ -535,6 +613,88 @@ impl ScrapeConfig {
             }
         }
     }
+}
+
+impl KubernetesSdConfig {
+    /// Checks one block; `p` is its key path.
+    fn validate(&self, p: &str, base_dir: &Path, bad: &mut impl FnMut(String, String)) {
+        if let Some(file) = &self.kubeconfig_file {
+            let full = if file.is_relative() {
+                base_dir.join(file)
+            } else {
+                file.clone()
+            };
+            if !full.is_file() {
+                bad(
+                    format!("{p}.kubeconfig_file"),
+                    format!(
+                        "{} does not exist; give the path of a kubeconfig, or remove the key to use the in-cluster service account",
+                        file.display()
+                    ),
+                );
+            }
+        }
+        if self.node_local && self.role != KubernetesRole::Pod {
+            bad(
+                format!("{p}.node_local"),
+                "only applies to role pod; remove it or use role: pod".into(),
+            );
+        }
+        for (n, name) in self.namespaces.names.iter().enumerate() {
+            if !is_dns_label(name) {
+                bad(
+                    format!("{p}.namespaces.names[{n}]"),
+                    format!(
+                        "{name:?} is not a namespace name; use lower-case letters, digits and '-' (at most 63)"
+                    ),
+                );
+            }
+        }
+        if self.selectors.len() > 1 {
+            bad(
+                format!("{p}.selectors"),
+                "has more than one selector; combine them into one label and one field selector"
+                    .into(),
+            );
+        }
+        for (s, sel) in self.selectors.iter().enumerate() {
+            if sel.role != self.role {
+                bad(
+                    format!("{p}.selectors[{s}].role"),
+                    format!(
+                        "{:?} does not match the block's role {:?}; selectors apply to the discovered objects",
+                        sel.role, self.role
+                    )
+                    .to_lowercase(),
+                );
+            }
+            if sel.label.is_none() && sel.field.is_none() {
+                bad(
+                    format!("{p}.selectors[{s}]"),
+                    "selects nothing; set label, field or both".into(),
+                );
+            }
+            for (key, value) in [("label", &sel.label), ("field", &sel.field)] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    bad(
+                        format!("{p}.selectors[{s}].{key}"),
+                        "is empty; remove it or write e.g. app=web".into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn check_url(url: &str) -> Result<(), String> {

@@ -3,6 +3,9 @@
 //! group labels), then `relabel_configs`, then the final labels (`instance` defaults to the
 //! address; labels starting with `__` are removed) and the URL to scrape.
 //!
+//! Targets from service discovery ([`super::kubernetes`]) arrive as label sets holding
+//! `__address__` and `__meta_*` labels, and go through the same relabelling.
+//!
 //! file_sd files are in Prometheus' format (a list of `{targets: [...], labels: {...}}`, JSON or
 //! YAML). A file that cannot be read or parsed keeps its last good content and is reported.
 
@@ -136,11 +139,25 @@ fn parse_file(path: &PathBuf) -> Result<Vec<TargetGroup>, String> {
         .collect())
 }
 
+/// Labels of one target found by service discovery: `__address__` and `__meta_*` labels.
+pub type DiscoveredLabels = BTreeMap<String, String>;
+
 /// Builds the targets of `job` from its static URLs and the given file_sd groups.
 pub fn targets_of(
     job: &JobConfig,
     relabel: &Relabeler,
     file_groups: &[TargetGroup],
+) -> (Vec<Target>, Vec<DroppedTarget>) {
+    targets_with(job, relabel, file_groups, &[])
+}
+
+/// Builds the targets of `job` from its static URLs, file_sd groups and the targets of other
+/// service discovery (`sd_targets`), relabelled by `relabel`.
+pub fn targets_with(
+    job: &JobConfig,
+    relabel: &Relabeler,
+    file_groups: &[TargetGroup],
+    sd_targets: &[DiscoveredLabels],
 ) -> (Vec<Target>, Vec<DroppedTarget>) {
     let mut candidates: Vec<LabelBuilder> = Vec::new();
     for url in &job.urls {
@@ -189,6 +206,21 @@ pub fn targets_of(
             }
             candidates.push(b);
         }
+    }
+    for labels in sd_targets {
+        let mut b = LabelBuilder::default();
+        b.set("__scheme__".into(), job.scheme.clone());
+        b.set("__metrics_path__".into(), job.metrics_path.clone());
+        for (k, v) in &job.params {
+            if let Some(first) = v.first() {
+                b.set(format!("__param_{k}"), first.clone());
+            }
+        }
+        b.set("job".into(), job.job.clone());
+        for (k, v) in labels {
+            b.set(k.clone(), v.clone());
+        }
+        candidates.push(b);
     }
     let mut out = Vec::new();
     let mut dropped = Vec::new();

@@ -4,11 +4,13 @@
 //! failing target never delays the others; errors are counted and shown on `/api/v1/targets`.
 //!
 //! - [`exposition`]: the text 0.0.4 / OpenMetrics 1.0 parser (strict and scrape modes);
-//! - [`discovery`]: static and file-based targets; [`relabel`]: relabelling;
+//! - [`discovery`]: static and file-based targets; [`kubernetes`]: Kubernetes discovery
+//!   (`kubernetes_sd_configs`, watch-based); [`relabel`]: relabelling;
 //! - [`target`]: one target's scrape loop and its series cache.
 
 pub mod discovery;
 pub mod exposition;
+pub mod kubernetes;
 pub mod relabel;
 pub mod target;
 
@@ -28,7 +30,8 @@ use crate::api::Readiness;
 use crate::api::metrics::{MetricsSource, MetricsWriter};
 use crate::config::scrape::{JobConfig, ScrapeConfig};
 use crate::store::series::SeriesStore;
-use discovery::{DroppedTarget, FileSdCache, targets_of};
+use discovery::{DroppedTarget, FileSdCache, targets_with};
+use kubernetes::KubernetesSd;
 use relabel::Relabeler;
 use target::{Health, JobRuntime, Scraper, TargetState};
 
@@ -63,6 +66,8 @@ struct Job {
     runtime: Option<Arc<JobRuntime>>,
     relabel: Relabeler,
     file_sd: FileSdCache,
+    /// Running Kubernetes discoveries; dropping the job stops them.
+    kubernetes: Vec<KubernetesSd>,
     config: JobConfig,
 }
 
@@ -186,7 +191,7 @@ impl ScrapeManager {
                     .get(&jc.job)
                     .is_none_or(|j| j.fingerprint != fingerprint);
                 if stale {
-                    let job = self.build_job(jc, &cfg, fingerprint);
+                    let job = self.build_job(jc, &cfg, fingerprint, cancel);
                     jobs.insert(jc.job.clone(), job);
                 }
                 let Some(job) = jobs.get_mut(&jc.job) else {
@@ -203,7 +208,13 @@ impl ScrapeManager {
                 for (file, err) in job.file_sd.errors.drain(..) {
                     tracing::error!(job = %jc.job, file = %file.display(), error = %err, "file_sd: keeping the last good targets of this file");
                 }
-                let (targets, dropped) = targets_of(&job.config, &job.relabel, &groups);
+                let sd_targets: Vec<discovery::DiscoveredLabels> = job
+                    .kubernetes
+                    .iter()
+                    .flat_map(KubernetesSd::targets)
+                    .collect();
+                let (targets, dropped) =
+                    targets_with(&job.config, &job.relabel, &groups, &sd_targets);
                 for t in targets {
                     let key = format!("scrape/{}/{}", job.generation, t.key());
                     let offset = spread_offset(&t.key(), runtime.interval);
@@ -255,7 +266,13 @@ impl ScrapeManager {
         refresh
     }
 
-    fn build_job(&self, jc: &JobConfig, cfg: &ScrapeConfig, fingerprint: String) -> Job {
+    fn build_job(
+        &self,
+        jc: &JobConfig,
+        cfg: &ScrapeConfig,
+        fingerprint: String,
+        cancel: &CancellationToken,
+    ) -> Job {
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let relabel = Relabeler::compile(&jc.relabel_configs).unwrap_or_default();
         let runtime = match self.build_runtime(jc, cfg) {
@@ -265,12 +282,25 @@ impl ScrapeManager {
                 None
             }
         };
+        // The watch tasks hold the manager weakly: they wake it, they do not keep it alive.
+        let weak = Arc::downgrade(&self.inner);
+        let wake: kubernetes::Wake = Arc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.wake.notify_one();
+            }
+        });
+        let kubernetes = jc
+            .kubernetes_sd_configs
+            .iter()
+            .map(|sd| KubernetesSd::spawn(&jc.job, sd, cancel, wake.clone()))
+            .collect();
         Job {
             fingerprint,
             generation,
             runtime,
             relabel,
             file_sd: FileSdCache::default(),
+            kubernetes,
             config: jc.clone(),
         }
     }
