@@ -291,6 +291,32 @@ pub fn dashboard_json() -> Value {
             )],
             "percentunit",
         ),
+        ts(
+            16,
+            "Targets down",
+            "Scrape targets whose last scrape failed (vigil_scrape_target_up == 0), per job and target.",
+            grid(0, 44, 12, 8),
+            vec![target(
+                "A",
+                &format!("vigil_scrape_target_up{{{I}}} == 0"),
+                "{{job}} {{target}}",
+                false,
+            )],
+            "none",
+        ),
+        ts(
+            17,
+            "Scrape duration per target",
+            "Duration of each target's last scrape.",
+            grid(12, 44, 12, 8),
+            vec![target(
+                "A",
+                &format!("max by (job, target) (vigil_scrape_target_duration_seconds{{{I}}})"),
+                "{{job}} {{target}}",
+                false,
+            )],
+            "s",
+        ),
     ];
     dashboard(
         UID,

@@ -437,6 +437,42 @@ impl MetricsSource for ScrapeManager {
                 );
             }
         }
+        // Per target (`target` is its instance label: `instance` is left to whoever scrapes
+        // the agent): up after each scrape, and how long the last scrape took.
+        let scraped: Vec<(String, String, crate::scrape::target::Health)> = self
+            .targets()
+            .iter()
+            .map(|t| {
+                let instance = t.target.labels.get("instance").unwrap_or_default();
+                (t.target.job.clone(), instance.to_string(), t.health())
+            })
+            .filter(|(_, _, h)| h.scrapes > 0)
+            .collect();
+        w.family(
+            "vigil_scrape_target_up",
+            "1 if the target's last scrape succeeded, 0 if not (Prometheus' up, per target).",
+            "gauge",
+        );
+        for (job, target, h) in &scraped {
+            let up = if h.health == "up" { 1.0 } else { 0.0 };
+            w.sample(
+                "vigil_scrape_target_up",
+                &[("job", job), ("target", target)],
+                up,
+            );
+        }
+        w.family(
+            "vigil_scrape_target_duration_seconds",
+            "Duration of the target's last scrape.",
+            "gauge",
+        );
+        for (job, target, h) in &scraped {
+            w.sample(
+                "vigil_scrape_target_duration_seconds",
+                &[("job", job), ("target", target)],
+                h.last_duration,
+            );
+        }
         let counters: BTreeMap<String, Arc<JobCounters>> = self
             .inner
             .counters
