@@ -7,26 +7,13 @@ use serde_json::Value;
 
 use super::model::{
     dashboard, datasource_variable, field_defaults, grid, label_variable, stat, tag_link, target,
-    thresholds, timeseries,
+    thresholds, ts,
 };
 
 /// Uid of the agent dashboard.
 pub const UID: &str = "vigil-agent";
 
 const I: &str = "instance=~\"$instance\"";
-
-fn ts(id: u32, title: &str, desc: &str, pos: Value, targets: Vec<Value>, unit: &str) -> Value {
-    timeseries(
-        id,
-        title,
-        desc,
-        pos,
-        targets,
-        unit,
-        thresholds("green", &[]),
-        false,
-    )
-}
 
 fn rate_by(by: &str, metric: &str, extra: &str) -> String {
     format!("sum by ({by}) (rate({metric}{{{I}{extra}}}[$__rate_interval]))")

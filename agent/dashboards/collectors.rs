@@ -7,26 +7,13 @@ use serde_json::Value;
 
 use super::model::{
     dashboard, datasource_variable, field_defaults, grid, label_variable, stat, tag_link, target,
-    thresholds, timeseries,
+    thresholds, timeseries, ts,
 };
 
 /// Tag of the collector dashboards.
 pub const TAG: &str = "vigil-collectors";
 
 const I: &str = "instance=~\"$instance\"";
-
-fn ts(id: u32, title: &str, desc: &str, pos: Value, targets: Vec<Value>, unit: &str) -> Value {
-    timeseries(
-        id,
-        title,
-        desc,
-        pos,
-        targets,
-        unit,
-        thresholds("green", &[]),
-        false,
-    )
-}
 
 fn up_stat(id: u32, metric: &str, pos: Value) -> Value {
     let mut d = field_defaults("none", thresholds("red", &[(1.0, "green")]), None, None);

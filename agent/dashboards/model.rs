@@ -382,6 +382,21 @@ pub fn render(v: &Value) -> String {
     s
 }
 
+/// A time series panel with the plain green threshold and no stacking: the agent and collector
+/// dashboards' common case.
+pub fn ts(id: u32, title: &str, desc: &str, pos: Value, targets: Vec<Value>, unit: &str) -> Value {
+    timeseries(
+        id,
+        title,
+        desc,
+        pos,
+        targets,
+        unit,
+        thresholds("green", &[]),
+        false,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
