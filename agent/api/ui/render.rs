@@ -7,21 +7,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// Escapes text for HTML element content and double- or single-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML element content and double- or single-quoted attribute values (the
+/// same escaping the email receiver's HTML bodies use).
+pub use crate::notify::receivers::html_escape as escape;
 
 /// Escapes a JSON value's string (or its JSON text when it is not a string).
 fn esc_v(v: &Value) -> String {
