@@ -190,6 +190,27 @@ impl Positions {
         self.keys.extend_from_slice(key);
         self.ends.push((self.keys.len() as u32, slot));
     }
+
+    /// Keeps the first `n` positions.
+    fn truncate(&mut self, n: usize) {
+        self.ends.truncate(n);
+        self.keys
+            .truncate(self.ends.last().map_or(0, |e| e.0 as usize));
+    }
+
+    /// Replaces `self` with the first `n` positions of `other`.
+    fn copy_prefix(&mut self, other: &Positions, n: usize) {
+        let n = n.min(other.ends.len());
+        let end = n
+            .checked_sub(1)
+            .and_then(|p| other.ends.get(p))
+            .map_or(0, |e| e.0 as usize);
+        self.clear();
+        self.keys
+            .extend_from_slice(other.keys.get(..end).unwrap_or_default());
+        self.ends
+            .extend_from_slice(other.ends.get(..n).unwrap_or_default());
+    }
 }
 
 /// Raw series bytes -> interned series, across scrapes of one target.
@@ -200,25 +221,53 @@ struct SeriesCache {
     index: HashMap<Box<[u8]>, u32>,
     previous: Positions,
     current: Positions,
+    /// While every position of this scrape so far matched the previous scrape's, `current`
+    /// stays empty and this counts them: the steady state copies no key bytes. The first
+    /// mismatch copies the matched prefix into `current` once.
+    matched_prefix: Option<usize>,
 }
 
 impl SeriesCache {
+    /// Starts a scrape (dropping what a failed one left behind).
+    fn begin(&mut self) {
+        self.current.clear();
+        self.matched_prefix = Some(0);
+    }
+
+    /// Leaves prefix mode: `current` gets the positions matched so far.
+    fn materialize(&mut self) {
+        if let Some(n) = self.matched_prefix.take() {
+            self.current.copy_prefix(&self.previous, n);
+        }
+    }
+
     /// The slot of `key` at position `i` of this scrape, if it is cached.
     fn find(&mut self, i: usize, key: &[u8]) -> Option<u32> {
-        let slot = match self.previous.slot_if_same(i, key) {
-            Some(slot) => slot,
-            None => *self.index.get(key)?,
-        };
+        if let Some(slot) = self.previous.slot_if_same(i, key) {
+            return Some(self.found_at_previous(i, key, slot));
+        }
+        let slot = *self.index.get(key)?;
+        self.materialize();
         self.current.push(key, slot);
         Some(slot)
     }
 
-    /// The slot at position `i` of the previous scrape, whose bytes the caller has already
-    /// found equal to `key` (the parser's hint matched).
-    fn found_at_previous(&mut self, i: usize, key: &[u8]) -> u32 {
-        let slot = self.previous.ends.get(i).map_or(0, |e| e.1);
-        self.current.push(key, slot);
+    /// Records that position `i` holds `key`, equal to the previous scrape's series at `i`
+    /// whose slot is `slot` (found by `find`, or by the parser's hint).
+    fn found_at_previous(&mut self, i: usize, key: &[u8], slot: u32) -> u32 {
+        match &mut self.matched_prefix {
+            Some(n) if *n == i => *n += 1,
+            _ => {
+                self.materialize();
+                self.current.push(key, slot);
+            }
+        }
         slot
+    }
+
+    /// The slot of the previous scrape's series at position `i`.
+    fn previous_slot(&self, i: usize) -> u32 {
+        self.previous.ends.get(i).map_or(0, |e| e.1)
     }
 
     fn insert(&mut self, key: &[u8], entry: CacheEntry) -> u32 {
@@ -233,6 +282,7 @@ impl SeriesCache {
             }
         };
         self.index.insert(key.into(), slot);
+        self.materialize();
         self.current.push(key, slot);
         slot
     }
@@ -240,7 +290,11 @@ impl SeriesCache {
     /// After a complete scrape: its positions become the reference, and series it did not see
     /// are forgotten (the cache stays as large as one exposition).
     fn finish(&mut self, scrape_no: u64, scraped: usize) {
-        std::mem::swap(&mut self.previous, &mut self.current);
+        match self.matched_prefix.take() {
+            // Every position matched: the previous list, cut to this scrape's length, is it.
+            Some(n) => self.previous.truncate(n),
+            None => std::mem::swap(&mut self.previous, &mut self.current),
+        }
         self.current.clear();
         if self.index.len() > scraped {
             let (slots, free) = (&mut self.slots, &mut self.free);
@@ -467,7 +521,7 @@ impl Scraper {
         let mut counts = Counts::default();
         let scrape_no = self.scrape_no;
         // A failed scrape may have left a partial position list behind.
-        self.cache.current.clear();
+        self.cache.begin();
         // Hints only while the format stays the same: the label-block scan they skip differs
         // slightly between the two formats.
         let hints = self.last_format == Some(format);
@@ -488,7 +542,8 @@ impl Scraper {
             };
             counts.scraped += 1;
             let found = if parser.hint_matched() {
-                Some(self.cache.found_at_previous(position, sample.series))
+                let slot = self.cache.previous_slot(position);
+                Some(self.cache.found_at_previous(position, sample.series, slot))
             } else {
                 self.cache.find(position, sample.series)
             };
@@ -593,7 +648,7 @@ mod tests {
     /// Runs one "scrape" of `keys` through the cache as `Scraper::ingest` does; returns, per
     /// line, the series' label value (None for a duplicate that is skipped).
     fn scrape(cache: &mut SeriesCache, no: u64, keys: &[&str]) -> Vec<Option<u64>> {
-        cache.current.clear();
+        cache.begin();
         let mut out = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             let key = k.as_bytes();
@@ -672,10 +727,48 @@ mod tests {
         let mut c = SeriesCache::default();
         let first = scrape(&mut c, 1, &["a", "b"]);
         // A scrape that fails half-way: positions pushed, finish() never called.
-        c.current.clear();
+        c.begin();
         assert!(c.find(0, b"a").is_some());
+        assert!(
+            c.find(1, b"a").is_some(),
+            "a at another position materializes"
+        );
         let again = scrape(&mut c, 3, &["a", "b"]);
         assert_eq!(again, first);
         assert_eq!(c.previous.ends.len(), 2);
+    }
+
+    /// The position list after each scrape holds exactly that scrape's keys with their slots,
+    /// whether every position matched (prefix mode, nothing copied), the scrape was shorter or
+    /// longer, or it diverged part-way.
+    #[test]
+    fn positions_after_each_scrape_are_that_scrapes_series() {
+        let scrapes: &[&[&str]] = &[
+            &["a", "b", "c", "d"],
+            &["a", "b", "c", "d"],
+            &["a", "b", "c"],
+            &["a", "b", "c", "d", "e"],
+            &["a", "x", "c", "d", "e"],
+            &["a", "x", "c", "d", "e"],
+            &["b", "a"],
+            &[],
+            &["a"],
+            &["a", "a", "b"],
+            &["a", "a", "b"],
+        ];
+        let mut c = SeriesCache::default();
+        for (no, keys) in scrapes.iter().enumerate() {
+            let ids = scrape(&mut c, no as u64 + 1, keys);
+            assert_eq!(c.previous.ends.len(), keys.len(), "scrape {no}");
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(c.previous.key(i), k.as_bytes(), "scrape {no} position {i}");
+                let slot = c.previous_slot(i) as usize;
+                let id = c.slots[slot].series.as_ref().map(|s| s.id);
+                // A duplicate position points at the first occurrence's series.
+                let first = keys.iter().position(|x| x == k).unwrap_or(i);
+                assert_eq!(id, ids[first], "scrape {no} position {i}");
+            }
+            assert!(c.current.ends.is_empty() && c.matched_prefix.is_none());
+        }
     }
 }

@@ -1077,10 +1077,12 @@ impl<'a> Parser<'a> {
             ..SampleCols::default()
         };
         let name_end = scan::scan_metric_name(b, start);
-        // A hint ends with '}' (see next_hinted): equal bytes close the label block at the same
-        // place, so only the value and what follows are left to parse.
-        self.hint_matched =
-            !hint.is_empty() && name_end > start && b.get(start..start + hint.len()) == Some(hint);
+        // A hint ends with '}' (see next_hinted) and next_entry passes it only when the line
+        // starts with it: equal bytes close the label block at the same place, so only the value
+        // and what follows are left to parse. (A line that starts with a hint starts with a
+        // metric name, so `start` is 0 and the name scan stops inside the hint.)
+        self.hint_matched = !hint.is_empty() && start == 0 && name_end > start;
+        debug_assert!(!self.hint_matched || b.starts_with(hint));
         if name_end == start {
             let c = b.get(start).copied().unwrap_or(b' ');
             return Err(lerr(
@@ -1275,10 +1277,22 @@ impl<'a> Parser<'a> {
             }
             let start = self.pos;
             let rest = self.body.get(start..).unwrap_or_default();
-            let (line, next) = match scan::find_byte(b'\n', rest) {
-                Some(p) => (rest.get(..p).unwrap_or_default(), start + p + 1),
-                None => (rest, self.body.len()),
+            // A hint is the series bytes of an accepted line, so it holds no newline: when the
+            // line starts with it, the newline search starts after it, and the sample scanner
+            // is told the prefix matched (an empty hint otherwise).
+            let hint = if !hint.is_empty() && rest.starts_with(hint) {
+                hint
+            } else {
+                &[]
             };
+            let (line, next) =
+                match scan::find_byte(b'\n', rest.get(hint.len()..).unwrap_or_default()) {
+                    Some(p) => (
+                        rest.get(..hint.len() + p).unwrap_or_default(),
+                        start + hint.len() + p + 1,
+                    ),
+                    None => (rest, self.body.len()),
+                };
             let line_no = self.line_no;
             self.line_start = start;
             self.pos = next;
