@@ -3,7 +3,8 @@
 //!   byte for byte (`UPDATE_GOLDEN=1` rewrites them);
 //! - Grafana's conventions: uids, schemaVersion 41, the `datasource` variable, panel types;
 //! - schema: every dashboard loads strictly through grafana-foundation-sdk's models
-//!   (tests/fixtures/dashboards/validate.py, in the test-services venv);
+//!   (tests/fixtures/dashboards/validate.py, in the test-services venv), and eleven broken
+//!   copies are refused;
 //! - metric names: every name in every PromQL expression is exposed by a running agent (demo,
 //!   SLOs, and the Postgres, Redis and Kafka collectors on the real test services) or by the
 //!   demo target it scrapes.
@@ -344,6 +345,10 @@ fn every_dashboard_loads_strictly_through_grafanas_schema_models() {
         .iter()
         .position(|p| p["type"] == "timeseries")
         .expect("a timeseries panel");
+    let st = panels(&base)
+        .iter()
+        .position(|p| p["type"] == "stat")
+        .expect("a stat panel");
     type Mutation = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Mutation)> = vec![
         (
@@ -379,6 +384,33 @@ fn every_dashboard_loads_strictly_through_grafanas_schema_models() {
             Box::new(|d: &mut Value| {
                 let last = d["panels"].as_array().expect("panels").len() - 1;
                 d["panels"][last]["transformations"][0]["bogus"] = true.into()
+            }),
+        ),
+        // Found by the cross-check against Grafana's JSON schema (docs/dashboards.md): required
+        // fields the models would silently default, numeric ranges, and override ids Grafana
+        // ignores.
+        (
+            "required field 'wideLayout' is missing",
+            Box::new(move |d: &mut Value| {
+                let options = d["panels"][st]["options"].as_object_mut().expect("options");
+                options.remove("wideLayout");
+            }),
+        ),
+        (
+            "required field 'text' is missing",
+            Box::new(|d: &mut Value| d["templating"]["list"][0]["current"] = serde_json::json!({})),
+        ),
+        (
+            "grid_pos.w: 30 must be at most 24",
+            Box::new(|d: &mut Value| d["panels"][0]["gridPos"]["w"] = 30.into()),
+        ),
+        (
+            "'custom.bogus' is not a field config option of a timeseries panel",
+            Box::new(move |d: &mut Value| {
+                d["panels"][ts]["fieldConfig"]["overrides"] = serde_json::json!([{
+                    "matcher": {"id": "byName", "options": "x"},
+                    "properties": [{"id": "custom.bogus", "value": 1}],
+                }])
             }),
         ),
     ];

@@ -2,6 +2,9 @@
 //! `datasource` variable, no `__inputs`), panels of the current Grafana types and their
 //! Prometheus targets, and stable uids. Everything is a `serde_json::Value`, whose maps are
 //! sorted, so the output is deterministic. Used by `slo.rs`, `collectors.rs` and `agent.rs`.
+//! Panel options carry every field the panel's schema requires, at Grafana's defaults
+//! (tests/fixtures/dashboards/validate.py fails on a missing one); variables carry no
+//! `current`, which Grafana fills on load (an empty one breaks the schema's `text`/`value`).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -192,8 +195,11 @@ pub fn stat(
         "graphMode": "none",
         "justifyMode": "auto",
         "orientation": "auto",
+        "percentChangeColorMode": "standard",
         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": false},
+        "showPercentChange": false,
         "textMode": "auto",
+        "wideLayout": true,
     });
     p
 }
@@ -210,10 +216,13 @@ pub fn gauge(
     let mut p = panel(id, "gauge", title, description, pos, targets);
     p["fieldConfig"] = json!({"defaults": defaults, "overrides": []});
     p["options"] = json!({
+        "minVizHeight": 75,
+        "minVizWidth": 75,
         "orientation": "auto",
         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": false},
         "showThresholdLabels": false,
         "showThresholdMarkers": true,
+        "sizing": "auto",
     });
     p
 }
@@ -231,9 +240,16 @@ pub fn bargauge(
     p["fieldConfig"] = json!({"defaults": defaults, "overrides": []});
     p["options"] = json!({
         "displayMode": "gradient",
+        "legend": {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": false},
+        "maxVizHeight": 300,
+        "minVizHeight": 16,
+        "minVizWidth": 8,
+        "namePlacement": "auto",
         "orientation": "horizontal",
         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": false},
         "showUnfilled": true,
+        "sizing": "auto",
+        "valueMode": "color",
     });
     p
 }
@@ -251,10 +267,10 @@ pub fn table(
 ) -> Value {
     let mut p = panel(id, "table", title, description, pos, targets);
     p["fieldConfig"] = json!({
-        "defaults": {"color": {"mode": "thresholds"}, "custom": {"align": "auto", "cellOptions": {"type": "auto"}}, "thresholds": thresholds("green", &[])},
+        "defaults": {"color": {"mode": "thresholds"}, "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": false}, "thresholds": thresholds("green", &[])},
         "overrides": overrides,
     });
-    p["options"] = json!({"cellHeight": "sm", "showHeader": true});
+    p["options"] = json!({"cellHeight": "sm", "frameIndex": 0, "showHeader": true});
     p["transformations"] = json!([
         {"id": "merge", "options": {}},
         {"id": "organize", "options": organize},
@@ -283,7 +299,6 @@ pub fn row(id: u32, title: &str, y: u32) -> Value {
 /// provisioning works without `__inputs`.
 pub fn datasource_variable() -> Value {
     json!({
-        "current": {},
         "hide": 0,
         "includeAll": false,
         "label": "Data source",
@@ -303,7 +318,6 @@ pub fn label_variable(name: &str, label: &str, selector: &str) -> Value {
     let q = format!("label_values({selector}, {name})");
     json!({
         "allValue": ".*",
-        "current": {},
         "datasource": datasource(),
         "hide": 0,
         "includeAll": true,
