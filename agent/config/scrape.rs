@@ -87,8 +87,8 @@ pub struct JobConfig {
     /// File-based discovery, in Prometheus' file_sd format (JSON or YAML).
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
-    /// Kubernetes discovery (pods or services, watched through the API server), with
-    /// Prometheus' `__meta_kubernetes_*` labels. See docs/kubernetes-sd.md.
+    /// Kubernetes discovery (pods, services, endpoints or endpoint slices, watched through the
+    /// API server), with Prometheus' `__meta_kubernetes_*` labels. See docs/kubernetes-sd.md.
     #[serde(default)]
     pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Relabelling of targets before scraping.
@@ -136,13 +136,16 @@ pub struct FileSdConfig {
     pub refresh_interval: Duration,
 }
 
-/// One `kubernetes_sd_configs` block (Prometheus' `kubernetes_sd_config`, roles `pod` and
-/// `service`, plus Vigil's `node_local`).
+/// One `kubernetes_sd_configs` block (Prometheus' `kubernetes_sd_config`, roles `pod`,
+/// `service`, `endpoints` and `endpointslice`, plus Vigil's `node_local`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
     /// What becomes a target: `pod` (one target per declared container port, or per container
-    /// without ports) or `service` (one target per service port, `<name>.<namespace>.svc:<port>`).
+    /// without ports), `service` (one target per service port, `<name>.<namespace>.svc:<port>`),
+    /// `endpoints` (one target per address and port of a core/v1 Endpoints object) or
+    /// `endpointslice` (the same from discovery.k8s.io/v1 EndpointSlices); the last two also
+    /// carry the labels of their Service and of the Pods behind the addresses.
     pub role: KubernetesRole,
     /// A kubeconfig file whose current context gives the API server and credentials. Default: the
     /// in-cluster service account (or `$KUBECONFIG` / `~/.kube/config` outside a cluster).
@@ -151,11 +154,15 @@ pub struct KubernetesSdConfig {
     /// Namespaces to watch. Default: all namespaces.
     #[serde(default)]
     pub namespaces: KubernetesNamespaces,
-    /// Label and field selectors sent to the API server (at most one, of the same role).
+    /// Label and field selectors sent to the API server: at most one, of the block's role; the
+    /// `endpoints` and `endpointslice` roles also take one of role `service` and one of role
+    /// `pod` (for the Services and Pods they watch to attach metadata).
     #[serde(default)]
     pub selectors: Vec<KubernetesSelector>,
-    /// Only pods scheduled on this node: adds the field selector `spec.nodeName=$NODE_NAME`
-    /// (`NODE_NAME` from the downward API, as in the DaemonSet). Role `pod` only.
+    /// Only what runs on this node (`NODE_NAME` from the downward API, as in the DaemonSet):
+    /// role `pod` adds the field selector `spec.nodeName=$NODE_NAME`; roles `endpoints` and
+    /// `endpointslice` keep only the addresses whose `nodeName` is `$NODE_NAME` (and watch only
+    /// this node's pods). Not for role `service`.
     #[serde(default)]
     pub node_local: bool,
 }
@@ -168,6 +175,30 @@ pub enum KubernetesRole {
     Pod,
     /// Services and their ports.
     Service,
+    /// core/v1 Endpoints: every address of every subset, per port.
+    Endpoints,
+    /// discovery.k8s.io/v1 EndpointSlices: every address of every endpoint, per port.
+    EndpointSlice,
+}
+
+impl KubernetesRole {
+    /// The name used in the configuration (`pod`, `service`, `endpoints`, `endpointslice`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubernetesRole::Pod => "pod",
+            KubernetesRole::Service => "service",
+            KubernetesRole::Endpoints => "endpoints",
+            KubernetesRole::EndpointSlice => "endpointslice",
+        }
+    }
+
+    /// Roles whose targets are endpoint addresses backed by Services and Pods.
+    pub fn is_endpoints(self) -> bool {
+        matches!(
+            self,
+            KubernetesRole::Endpoints | KubernetesRole::EndpointSlice
+        )
+    }
 }
 
 /// `kubernetes_sd_configs[].namespaces`.
@@ -634,10 +665,11 @@ impl KubernetesSdConfig {
                 );
             }
         }
-        if self.node_local && self.role != KubernetesRole::Pod {
+        if self.node_local && self.role == KubernetesRole::Service {
             bad(
                 format!("{p}.node_local"),
-                "only applies to role pod; remove it or use role: pod".into(),
+                "only applies to roles pod, endpoints and endpointslice; remove it or use one of those roles"
+                    .into(),
             );
         }
         for (n, name) in self.namespaces.names.iter().enumerate() {
@@ -650,7 +682,20 @@ impl KubernetesSdConfig {
                 );
             }
         }
-        if self.selectors.len() > 1 {
+        if self.role.is_endpoints() {
+            // Prometheus' endpoints roles also select the Services and Pods they watch.
+            for role in [self.role, KubernetesRole::Service, KubernetesRole::Pod] {
+                if self.selectors.iter().filter(|s| s.role == role).count() > 1 {
+                    bad(
+                        format!("{p}.selectors"),
+                        format!(
+                            "has more than one selector of role {}; combine them into one label and one field selector",
+                            role.as_str()
+                        ),
+                    );
+                }
+            }
+        } else if self.selectors.len() > 1 {
             bad(
                 format!("{p}.selectors"),
                 "has more than one selector; combine them into one label and one field selector"
@@ -658,7 +703,19 @@ impl KubernetesSdConfig {
             );
         }
         for (s, sel) in self.selectors.iter().enumerate() {
-            if sel.role != self.role {
+            if self.role.is_endpoints() {
+                if ![self.role, KubernetesRole::Service, KubernetesRole::Pod].contains(&sel.role) {
+                    bad(
+                        format!("{p}.selectors[{s}].role"),
+                        format!(
+                            "{} does not apply to role {}; use {}, service or pod",
+                            sel.role.as_str(),
+                            self.role.as_str(),
+                            self.role.as_str()
+                        ),
+                    );
+                }
+            } else if sel.role != self.role {
                 bad(
                     format!("{p}.selectors[{s}].role"),
                     format!(

@@ -1,5 +1,5 @@
-//! Kubernetes service discovery (`kubernetes_sd_configs`): watches pods or services through the
-//! API server with `kube::runtime::watcher` (one list, then a watch stream; a `410 Gone` or a
+//! Kubernetes service discovery (`kubernetes_sd_configs`): watches pods, services, endpoints or
+//! endpoint slices through the API server with `kube::runtime::watcher` (one list, then a watch stream; a `410 Gone` or a
 //! broken stream relists, with the watcher's default backoff; no polling) and keeps, per object,
 //! the targets it yields with Prometheus' `__meta_kubernetes_*` labels. The
 //! [`ScrapeManager`](super::ScrapeManager) starts one [`KubernetesSd`] per block when it builds
@@ -10,7 +10,8 @@
 //! (`<pod IP>:<port>`), one port-less target per container without ports, init containers
 //! marked; pods without an IP yield nothing. Role `service`: one target per service port,
 //! `<name>.<namespace>.svc:<port>`. `node_local` adds the field selector
-//! `spec.nodeName=$NODE_NAME`.
+//! `spec.nodeName=$NODE_NAME`. Roles `endpoints` and `endpointslice` live in [`endpoints`]: they
+//! watch their objects plus the Services and Pods whose labels they attach.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -18,7 +19,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -29,22 +31,66 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::discovery::DiscoveredLabels;
 use crate::config::scrape::{KubernetesRole, KubernetesSdConfig};
 
+mod endpoints;
+
+use endpoints::Store;
+
+/// One change seen on a watch stream; objects are keyed by `namespace/name`.
+enum Update<K> {
+    /// The (re)list finished: these are all the objects of the stream now.
+    Listed(HashMap<String, K>),
+    /// An object was added or modified.
+    Applied(String, K),
+    /// An object was deleted.
+    Deleted(String),
+}
+
 /// Where a pod finds its namespace when `namespaces.own_namespace` is set.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// How long to wait before trying again to build a client (bad kubeconfig, missing NODE_NAME).
 const CLIENT_RETRY: Duration = Duration::from_secs(10);
 
-/// Targets of every watched object, per watch stream (one per namespace, or one for all).
+/// Targets of every watched object, per watch stream (one per namespace, or one for all), for
+/// roles `pod` and `service`; the objects behind roles `endpoints` and `endpointslice`.
 #[derive(Debug, Default)]
 struct Shared {
     streams: Mutex<HashMap<usize, HashMap<String, Vec<DiscoveredLabels>>>>,
+    endpoints: Mutex<Store<Endpoints>>,
+    slices: Mutex<Store<EndpointSlice>>,
 }
 
 impl Shared {
     fn update(&self, stream: usize, f: impl FnOnce(&mut HashMap<String, Vec<DiscoveredLabels>>)) {
         let mut s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         f(s.entry(stream).or_default());
+    }
+
+    fn endpoints(&self) -> std::sync::MutexGuard<'_, Store<Endpoints>> {
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slices(&self) -> std::sync::MutexGuard<'_, Store<EndpointSlice>> {
+        self.slices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps the targets of each object of a `pod` or `service` watch, built by `build`.
+fn keep_targets<K: 'static>(
+    build: fn(&K) -> Vec<DiscoveredLabels>,
+) -> impl Fn(&Shared, usize, Update<K>) + Send + 'static {
+    move |shared, stream, update| {
+        shared.update(stream, |objects| match update {
+            Update::Listed(all) => {
+                *objects = all.iter().map(|(k, o)| (k.clone(), build(o))).collect();
+            }
+            Update::Applied(key, obj) => {
+                objects.insert(key, build(&obj));
+            }
+            Update::Deleted(key) => {
+                objects.remove(&key);
+            }
+        })
     }
 }
 
@@ -83,15 +129,19 @@ impl KubernetesSd {
 
     /// Every target discovered now, sorted by address and labels.
     pub fn targets(&self) -> Vec<DiscoveredLabels> {
-        let streams = self
-            .shared
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<DiscoveredLabels> = streams
-            .values()
-            .flat_map(|objects| objects.values().flatten().cloned())
-            .collect();
+        let mut out: Vec<DiscoveredLabels> = {
+            let streams = self
+                .shared
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            streams
+                .values()
+                .flat_map(|objects| objects.values().flatten().cloned())
+                .collect()
+        };
+        out.extend(self.shared.endpoints().targets());
+        out.extend(self.shared.slices().targets());
         out.sort();
         out
     }
@@ -144,9 +194,84 @@ async fn run(
     if namespaces.is_empty() {
         namespaces.push(None);
     }
-    let selector = cfg.selectors.first();
+    if let Some(s) = shared.upgrade() {
+        s.endpoints().set_node(node.clone());
+        s.slices().set_node(node.clone());
+    }
+    tracing::info!(job = %job, role = cfg.role.as_str(), namespaces = ?namespaces, node = ?node, "kubernetes_sd: watching");
+    let pods = watch_config(&cfg, KubernetesRole::Pod, node.as_deref());
+    let services = watch_config(&cfg, KubernetesRole::Service, None);
+    let own = watch_config(&cfg, cfg.role, None);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, ns) in namespaces.into_iter().enumerate() {
+        let w = || Watch {
+            job: job.clone(),
+            stream: i,
+            shared: shared.clone(),
+            wake: wake.clone(),
+            cancel: cancel.clone(),
+        };
+        let ns = ns.as_deref();
+        match cfg.role {
+            KubernetesRole::Pod => {
+                tasks.spawn(w().run(
+                    api::<Pod>(&client, ns),
+                    pods.clone(),
+                    keep_targets(pod_targets),
+                ));
+            }
+            KubernetesRole::Service => {
+                tasks.spawn(w().run(
+                    api::<Service>(&client, ns),
+                    services.clone(),
+                    keep_targets(service_targets),
+                ));
+            }
+            KubernetesRole::Endpoints => {
+                tasks.spawn(
+                    w().run(api::<Endpoints>(&client, ns), own.clone(), |s, i, u| {
+                        s.endpoints().objects(i, u)
+                    }),
+                );
+                tasks.spawn(
+                    w().run(api::<Service>(&client, ns), services.clone(), |s, i, u| {
+                        s.endpoints().services(i, u)
+                    }),
+                );
+                tasks.spawn(w().run(api::<Pod>(&client, ns), pods.clone(), |s, i, u| {
+                    s.endpoints().pods(i, u)
+                }));
+            }
+            KubernetesRole::EndpointSlice => {
+                tasks.spawn(
+                    w().run(api::<EndpointSlice>(&client, ns), own.clone(), |s, i, u| {
+                        s.slices().objects(i, u)
+                    }),
+                );
+                tasks.spawn(
+                    w().run(api::<Service>(&client, ns), services.clone(), |s, i, u| {
+                        s.slices().services(i, u)
+                    }),
+                );
+                tasks.spawn(w().run(api::<Pod>(&client, ns), pods.clone(), |s, i, u| {
+                    s.slices().pods(i, u)
+                }));
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The list/watch parameters for objects of `role`: the block's selector of that role, and for
+/// pods under `node_local` the field selector `spec.nodeName=<node>`.
+fn watch_config(
+    cfg: &KubernetesSdConfig,
+    role: KubernetesRole,
+    node: Option<&str>,
+) -> watcher::Config {
+    let selector = cfg.selectors.iter().find(|s| s.role == role);
     let mut fields: Vec<String> = selector.and_then(|s| s.field.clone()).into_iter().collect();
-    if let Some(n) = &node {
+    if let (KubernetesRole::Pod, Some(n)) = (role, node) {
         fields.push(format!("spec.nodeName={n}"));
     }
     let mut wc = watcher::Config::default();
@@ -156,28 +281,7 @@ async fn run(
     if !fields.is_empty() {
         wc = wc.fields(&fields.join(","));
     }
-    tracing::info!(job = %job, role = ?cfg.role, namespaces = ?namespaces, node = ?node, "kubernetes_sd: watching");
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, ns) in namespaces.into_iter().enumerate() {
-        let w = Watch {
-            job: job.clone(),
-            stream: i,
-            shared: shared.clone(),
-            wake: wake.clone(),
-            cancel: cancel.clone(),
-        };
-        match cfg.role {
-            KubernetesRole::Pod => {
-                tasks.spawn(w.run(api::<Pod>(&client, ns.as_deref()), wc.clone(), pod_targets))
-            }
-            KubernetesRole::Service => tasks.spawn(w.run(
-                api::<Service>(&client, ns.as_deref()),
-                wc.clone(),
-                service_targets,
-            )),
-        };
-    }
-    while tasks.join_next().await.is_some() {}
+    wc
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -193,21 +297,30 @@ where
 
 /// A client from `kubeconfig_file`, else inferred (in-cluster, `$KUBECONFIG`, `~/.kube/config`),
 /// with the default namespace of that configuration.
-async fn client_for(cfg: &KubernetesSdConfig) -> Result<(Client, String), String> {
-    let config = match &cfg.kubeconfig_file {
+/// The client configuration from `kubeconfig_file` when given, else the in-cluster service
+/// account, else the default kubeconfig (`$KUBECONFIG`, `~/.kube/config`). `key` names the
+/// config key to set in the error message. Shared by discovery and the external metrics API's
+/// delegated authentication.
+pub async fn kube_config(
+    kubeconfig_file: Option<&std::path::Path>,
+    key: &str,
+) -> Result<kube::Config, String> {
+    match kubeconfig_file {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| format!("kubeconfig_file {}: {e}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| format!("kubeconfig_file {}: {e}", path.display()))?
+                .map_err(|e| format!("kubeconfig_file {}: {e}", path.display()))
         }
         None => kube::Config::infer().await.map_err(|e| {
-            format!(
-                "no in-cluster service account and no usable kubeconfig ({e}); set kubeconfig_file"
-            )
-        })?,
-    };
+            format!("no in-cluster service account and no usable kubeconfig ({e}); set {key}")
+        }),
+    }
+}
+
+async fn client_for(cfg: &KubernetesSdConfig) -> Result<(Client, String), String> {
+    let config = kube_config(cfg.kubeconfig_file.as_deref(), "kubeconfig_file").await?;
     let ns = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|e| format!("cannot build the client: {e}"))?;
     Ok((client, ns))
@@ -223,16 +336,20 @@ struct Watch {
 }
 
 impl Watch {
-    /// Follows `api` until cancelled: the initial list replaces this stream's targets at once
+    /// Follows `api` until cancelled: the initial list replaces this stream's objects at once
     /// (so a relist after `410 Gone` forgets objects deleted meanwhile), then every event
-    /// updates one object.
-    async fn run<K>(self, api: Api<K>, wc: watcher::Config, build: fn(&K) -> Vec<DiscoveredLabels>)
-    where
+    /// updates one object; `handle` files each change.
+    async fn run<K>(
+        self,
+        api: Api<K>,
+        wc: watcher::Config,
+        handle: impl Fn(&Shared, usize, Update<K>) + Send + 'static,
+    ) where
         K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let stream = watcher::watcher(api, wc).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut initial: Option<HashMap<String, Vec<DiscoveredLabels>>> = None;
+        let mut initial: Option<HashMap<String, K>> = None;
         loop {
             let event = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -253,25 +370,20 @@ impl Watch {
                 Some(Ok(Event::InitApply(obj))) => {
                     initial
                         .get_or_insert_with(HashMap::new)
-                        .insert(object_key(&obj), build(&obj));
+                        .insert(object_key(&obj), obj);
                 }
                 Some(Ok(Event::InitDone)) => {
                     let fresh = initial.take().unwrap_or_default();
-                    tracing::debug!(job = %self.job, objects = fresh.len(), "kubernetes_sd: listed");
-                    shared.update(self.stream, |objects| *objects = fresh);
+                    tracing::debug!(job = %self.job, kind = short_type_name::<K>(), objects = fresh.len(), "kubernetes_sd: listed");
+                    handle(&shared, self.stream, Update::Listed(fresh));
                     (self.wake)();
                 }
                 Some(Ok(Event::Apply(obj))) => {
-                    let targets = build(&obj);
-                    shared.update(self.stream, |objects| {
-                        objects.insert(object_key(&obj), targets);
-                    });
+                    handle(&shared, self.stream, Update::Applied(object_key(&obj), obj));
                     (self.wake)();
                 }
                 Some(Ok(Event::Delete(obj))) => {
-                    shared.update(self.stream, |objects| {
-                        objects.remove(&object_key(&obj));
-                    });
+                    handle(&shared, self.stream, Update::Deleted(object_key(&obj)));
                     (self.wake)();
                 }
             }
@@ -282,6 +394,12 @@ impl Watch {
 /// The next item of a stream (the `Stream` trait reached through kube's extension trait).
 async fn next<S: WatchStreamExt + ?Sized>(mut s: Pin<&mut S>) -> Option<S::Item> {
     std::future::poll_fn(|cx| s.as_mut().poll_next(cx)).await
+}
+
+/// `Pod` for `k8s_openapi::api::core::v1::Pod`, for logs.
+fn short_type_name<K>() -> &'static str {
+    let full = std::any::type_name::<K>();
+    full.rsplit("::").next().unwrap_or(full)
 }
 
 fn object_key<K: Resource>(obj: &K) -> String {
@@ -320,6 +438,97 @@ pub fn pod_targets(pod: &Pod) -> Vec<DiscoveredLabels> {
     else {
         return Vec::new();
     };
+    let base = pod_labels(pod);
+    let container_ids: HashMap<&str, &str> = status
+        .into_iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .filter_map(|c| Some((c.name.as_str(), c.container_id.as_deref()?)))
+        .collect();
+    let containers: Vec<(&Container, bool)> = pod
+        .spec
+        .iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .map(|c| (c, false))
+                .chain(s.init_containers.iter().flatten().map(|c| (c, true)))
+        })
+        .collect();
+    let host = bracket_ipv6(&ip);
+    let mut out = Vec::new();
+    for (c, init) in containers {
+        let mut t = base.clone();
+        t.insert(
+            "__meta_kubernetes_pod_container_name".into(),
+            c.name.clone(),
+        );
+        t.insert(
+            "__meta_kubernetes_pod_container_image".into(),
+            c.image.clone().unwrap_or_default(),
+        );
+        t.insert(
+            "__meta_kubernetes_pod_container_init".into(),
+            init.to_string(),
+        );
+        if let Some(id) = container_ids.get(c.name.as_str()) {
+            t.insert("__meta_kubernetes_pod_container_id".into(), (*id).into());
+        }
+        let ports = c.ports.as_deref().unwrap_or_default();
+        if ports.is_empty() {
+            t.insert("__address__".into(), host.clone());
+            out.push(t);
+            continue;
+        }
+        for port in ports {
+            let mut p = t.clone();
+            p.insert(
+                "__address__".into(),
+                format!("{host}:{}", port.container_port),
+            );
+            container_port_labels(&mut p, port);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `[addr]` for an IPv6 address, else `addr` (the host part of `host:port`).
+fn bracket_ipv6(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+/// `_pod_container_port_name`, `_number`, `_protocol` of one declared container port.
+fn container_port_labels(
+    t: &mut DiscoveredLabels,
+    port: &k8s_openapi::api::core::v1::ContainerPort,
+) {
+    t.insert(
+        "__meta_kubernetes_pod_container_port_name".into(),
+        port.name.clone().unwrap_or_default(),
+    );
+    t.insert(
+        "__meta_kubernetes_pod_container_port_number".into(),
+        port.container_port.to_string(),
+    );
+    t.insert(
+        "__meta_kubernetes_pod_container_port_protocol".into(),
+        port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+    );
+}
+
+/// The labels every target of a pod carries (Prometheus' `podLabels`, plus the namespace):
+/// name, IP, UID, node, host IP, phase, readiness, controller, labels and annotations.
+fn pod_labels(pod: &Pod) -> DiscoveredLabels {
+    let status = pod.status.as_ref();
     let meta = &pod.metadata;
     let mut base = DiscoveredLabels::new();
     base.insert(
@@ -330,7 +539,10 @@ pub fn pod_targets(pod: &Pod) -> Vec<DiscoveredLabels> {
         "__meta_kubernetes_pod_name".into(),
         meta.name.clone().unwrap_or_default(),
     );
-    base.insert("__meta_kubernetes_pod_ip".into(), ip.clone());
+    base.insert(
+        "__meta_kubernetes_pod_ip".into(),
+        status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+    );
     base.insert(
         "__meta_kubernetes_pod_uid".into(),
         meta.uid.clone().unwrap_or_default(),
@@ -376,80 +588,45 @@ pub fn pod_targets(pod: &Pod) -> Vec<DiscoveredLabels> {
         meta.labels.as_ref().unwrap_or(&BTreeMap::new()),
         meta.annotations.as_ref().unwrap_or(&BTreeMap::new()),
     );
-    let container_ids: HashMap<&str, &str> = status
-        .into_iter()
-        .flat_map(|s| {
-            s.container_statuses
-                .iter()
-                .flatten()
-                .chain(s.init_container_statuses.iter().flatten())
-        })
-        .filter_map(|c| Some((c.name.as_str(), c.container_id.as_deref()?)))
-        .collect();
-    let containers: Vec<(&Container, bool)> = spec
-        .into_iter()
-        .flat_map(|s| {
-            s.containers
-                .iter()
-                .map(|c| (c, false))
-                .chain(s.init_containers.iter().flatten().map(|c| (c, true)))
-        })
-        .collect();
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.clone()
-    };
-    let mut out = Vec::new();
-    for (c, init) in containers {
-        let mut t = base.clone();
-        t.insert(
-            "__meta_kubernetes_pod_container_name".into(),
-            c.name.clone(),
-        );
-        t.insert(
-            "__meta_kubernetes_pod_container_image".into(),
-            c.image.clone().unwrap_or_default(),
-        );
-        t.insert(
-            "__meta_kubernetes_pod_container_init".into(),
-            init.to_string(),
-        );
-        if let Some(id) = container_ids.get(c.name.as_str()) {
-            t.insert("__meta_kubernetes_pod_container_id".into(), (*id).into());
-        }
-        let ports = c.ports.as_deref().unwrap_or_default();
-        if ports.is_empty() {
-            t.insert("__address__".into(), host.clone());
-            out.push(t);
-            continue;
-        }
-        for port in ports {
-            let mut p = t.clone();
-            p.insert(
-                "__address__".into(),
-                format!("{host}:{}", port.container_port),
-            );
-            p.insert(
-                "__meta_kubernetes_pod_container_port_name".into(),
-                port.name.clone().unwrap_or_default(),
-            );
-            p.insert(
-                "__meta_kubernetes_pod_container_port_number".into(),
-                port.container_port.to_string(),
-            );
-            p.insert(
-                "__meta_kubernetes_pod_container_port_protocol".into(),
-                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            );
-            out.push(p);
-        }
-    }
-    out
+    base
 }
 
 /// Targets of one service (Prometheus' `service` role).
 pub fn service_targets(svc: &Service) -> Vec<DiscoveredLabels> {
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let ns = svc.metadata.namespace.clone().unwrap_or_default();
+    let base = service_labels(svc);
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|port| {
+            let mut t = base.clone();
+            t.insert(
+                "__address__".into(),
+                format!("{name}.{ns}.svc:{}", port.port),
+            );
+            t.insert(
+                "__meta_kubernetes_service_port_name".into(),
+                port.name.clone().unwrap_or_default(),
+            );
+            t.insert(
+                "__meta_kubernetes_service_port_number".into(),
+                port.port.to_string(),
+            );
+            t.insert(
+                "__meta_kubernetes_service_port_protocol".into(),
+                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            );
+            t
+        })
+        .collect()
+}
+
+/// The labels every target of a service carries (Prometheus' `serviceLabels`): namespace,
+/// name, labels, annotations, type, cluster IP or external name.
+fn service_labels(svc: &Service) -> DiscoveredLabels {
     let meta = &svc.metadata;
     let name = meta.name.clone().unwrap_or_default();
     let ns = meta.namespace.clone().unwrap_or_default();
@@ -476,30 +653,7 @@ pub fn service_targets(svc: &Service) -> Vec<DiscoveredLabels> {
         base.insert("__meta_kubernetes_service_cluster_ip".into(), ip);
     }
     base.insert("__meta_kubernetes_service_type".into(), kind);
-    spec.and_then(|s| s.ports.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|port| {
-            let mut t = base.clone();
-            t.insert(
-                "__address__".into(),
-                format!("{name}.{ns}.svc:{}", port.port),
-            );
-            t.insert(
-                "__meta_kubernetes_service_port_name".into(),
-                port.name.clone().unwrap_or_default(),
-            );
-            t.insert(
-                "__meta_kubernetes_service_port_number".into(),
-                port.port.to_string(),
-            );
-            t.insert(
-                "__meta_kubernetes_service_port_protocol".into(),
-                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            );
-            t
-        })
-        .collect()
+    base
 }
 
 #[cfg(test)]
