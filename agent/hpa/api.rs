@@ -204,7 +204,7 @@ async fn route(state: &ApiState, req: Request) -> Response {
         Err(Denied::Forbidden(reason)) => {
             let what = match &attrs {
                 Attributes::Metric { namespace, name } => format!(
-                    "{name}.{GROUP} is forbidden: User \"{}\" cannot get resource \"{name}\" in API group \"{GROUP}\" in the namespace \"{namespace}\"",
+                    "{name}.{GROUP} is forbidden: User \"{}\" cannot list resource \"{name}\" in API group \"{GROUP}\" in the namespace \"{namespace}\"",
                     user.name
                 ),
                 Attributes::Path(p) => {

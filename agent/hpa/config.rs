@@ -96,27 +96,65 @@ fn default_group_headers() -> Vec<String> {
     vec!["X-Remote-Group".into()]
 }
 
-/// `hpa.auth.delegate`.
+/// `hpa.auth.delegate`: like an aggregated API server's `--authentication-kubeconfig` /
+/// `--authorization-kubeconfig` delegation (k8s.io/apiserver `DelegatingAuthenticatorConfig` and
+/// `DelegatingAuthorizerConfig`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delegate {
-    /// Ask the API server (in-cluster service account) to authenticate unknown bearer tokens
-    /// (TokenReview) and to authorize every request (SubjectAccessReview). Default false.
+    /// Ask the API server to authenticate bearer tokens that are not in the token file
+    /// (TokenReview) and to authorize every request that is not from the token file or the
+    /// `system:masters` group (SubjectAccessReview). Default false.
     #[serde(default)]
     pub enabled: bool,
-    /// How long a review's answer is reused (default 10s).
+    /// Kubeconfig of the API server to ask (its current context). Absent: the in-cluster
+    /// service account, else `$KUBECONFIG` / `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig_file: Option<PathBuf>,
+    /// Audiences sent in TokenReview `spec.audiences` (kube-apiserver's `--api-audiences`); a
+    /// review whose `status.audiences` shares none of them is refused. Empty (default): no
+    /// audience check.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// How long a TokenReview answer is reused, authenticated or not
+    /// (`--authentication-token-webhook-cache-ttl`; default 10s). Errors are not cached.
     #[serde(
         default = "default_cache_ttl",
         deserialize_with = "crate::config::duration"
     )]
     pub cache_ttl: Duration,
+    /// How long an allowing SubjectAccessReview answer is reused
+    /// (`--authorization-webhook-cache-authorized-ttl`; default 10s).
+    #[serde(
+        default = "default_cache_ttl",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub authorized_cache_ttl: Duration,
+    /// How long a denying SubjectAccessReview answer is reused
+    /// (`--authorization-webhook-cache-unauthorized-ttl`; default 10s).
+    #[serde(
+        default = "default_cache_ttl",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub unauthorized_cache_ttl: Duration,
+    /// Time limit of one review request (default 10s, as the apiserver's delegating client).
+    #[serde(
+        default = "default_cache_ttl",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
 }
 
 impl Default for Delegate {
     fn default() -> Self {
         Self {
             enabled: false,
+            kubeconfig_file: None,
+            audiences: Vec::new(),
             cache_ttl: default_cache_ttl(),
+            authorized_cache_ttl: default_cache_ttl(),
+            unauthorized_cache_ttl: default_cache_ttl(),
+            timeout: default_cache_ttl(),
         }
     }
 }
@@ -265,12 +303,50 @@ impl HpaConfig {
                 ));
             }
         }
-        if self.auth.delegate.enabled && self.auth.delegate.cache_ttl > Duration::from_secs(300) {
-            out.push(Problem::at(
-                "hpa.auth.delegate",
-                "cache_ttl",
-                "is above 5m; revoked tokens would stay valid that long; use 10s to 2m",
-            ));
+        let d = &self.auth.delegate;
+        if d.enabled {
+            for (key, ttl) in [
+                ("cache_ttl", d.cache_ttl),
+                ("authorized_cache_ttl", d.authorized_cache_ttl),
+                ("unauthorized_cache_ttl", d.unauthorized_cache_ttl),
+            ] {
+                if ttl > Duration::from_secs(300) {
+                    out.push(Problem::at(
+                        "hpa.auth.delegate",
+                        key,
+                        "is above 5m; a revoked token or permission would stay valid that long; use 10s to 2m",
+                    ));
+                }
+            }
+            if d.timeout.is_zero() || d.timeout > Duration::from_secs(60) {
+                out.push(Problem::at(
+                    "hpa.auth.delegate",
+                    "timeout",
+                    "must be between 1s and 1m; the HPA controller waits for the answer; use 10s",
+                ));
+            }
+            for (i, a) in d.audiences.iter().enumerate() {
+                if a.trim().is_empty() {
+                    out.push(Problem::at(
+                        "hpa.auth.delegate",
+                        &format!("audiences[{i}]"),
+                        "must not be empty; e.g. https://kubernetes.default.svc",
+                    ));
+                }
+            }
+        }
+        if let Some(kc) = &d.kubeconfig_file {
+            let full = abs(base_dir, kc);
+            if !full.is_file() {
+                out.push(Problem::at(
+                    "hpa.auth.delegate",
+                    "kubeconfig_file",
+                    format!(
+                        "{} does not exist; point it at a kubeconfig for the API server, or remove it to use the in-cluster service account",
+                        full.display()
+                    ),
+                ));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, m) in self.metrics.iter().enumerate() {
@@ -381,6 +457,7 @@ impl HpaConfig {
             &mut self.tls.cert_file,
             &mut self.tls.key_file,
             &mut self.auth.token_file,
+            &mut self.auth.delegate.kubeconfig_file,
         ]
         .into_iter()
         .flatten()

@@ -67,6 +67,7 @@ pub struct Hpa {
     local: SocketAddr,
     state: Arc<api::ApiState>,
     data_dir: PathBuf,
+    reviews: auth::ReviewCounters,
 }
 
 /// The server future, spawned by the daemon.
@@ -93,7 +94,8 @@ impl Hpa {
             );
         }
         let acceptor = server::acceptor(cert)?;
-        let auth = auth::Auth::new(&cfg.auth, data_dir)?;
+        let reviews = auth::ReviewCounters::default();
+        let auth = auth::Auth::new(&cfg.auth, data_dir, reviews.clone())?;
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .map_err(|source| HpaError::Bind {
@@ -128,6 +130,7 @@ impl Hpa {
                 local,
                 state,
                 data_dir: data_dir.to_path_buf(),
+                reviews,
             },
             HpaServer {
                 listener,
@@ -144,7 +147,7 @@ impl Hpa {
 
     /// Applies a reloaded `hpa:` block (metrics, namespaces, auth); `listen` and TLS need a restart.
     pub fn apply_config(&self, cfg: &HpaConfig) {
-        let auth = match auth::Auth::new(&cfg.auth, &self.data_dir) {
+        let auth = match auth::Auth::new(&cfg.auth, &self.data_dir, self.reviews.clone()) {
             Ok(a) => Arc::new(a),
             Err(e) => {
                 tracing::error!(error = %e, "hpa.auth: reload failed; keeping the previous authentication");
@@ -215,5 +218,17 @@ impl MetricsSource for Hpa {
         );
         let n = self.state.live.read().map(|l| l.metrics.len()).unwrap_or(0);
         w.sample("vigil_hpa_metrics", &[], n as f64);
+        w.family(
+            "vigil_hpa_delegated_reviews_total",
+            "TokenReviews and SubjectAccessReviews for hpa.auth.delegate, by review and result (authenticated, unauthenticated, allowed, denied, error, cache_hit).",
+            "counter",
+        );
+        for ((review, result), n) in self.reviews.snapshot() {
+            w.sample(
+                "vigil_hpa_delegated_reviews_total",
+                &[("review", review), ("result", result)],
+                n as f64,
+            );
+        }
     }
 }
