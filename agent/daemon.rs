@@ -22,6 +22,7 @@ use crate::collect::CollectorManager;
 use crate::config::reload::{ReloadStatus, Watcher};
 use crate::config::{Config, ConfigSource};
 use crate::demo::Demo;
+use crate::leader::LeaderElector;
 use crate::notify::dispatch::Dispatcher;
 use crate::notify::outbox::Outbox;
 use crate::scrape::ScrapeManager;
@@ -113,11 +114,24 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         path: data_dir.clone(),
         source,
     })?;
-    let ledger = match config.ledger_url().map_err(DaemonError::LedgerUrl)? {
+    let ledger_url = config.ledger_url().map_err(DaemonError::LedgerUrl)?;
+    let ledger = match &ledger_url {
         Some(url) => Ledger::open_url(url.expose()).await?,
         None => Ledger::open_sqlite(&data_dir).await?,
     };
     let agent_id = config.agent_id();
+    // Leader election: on a Postgres ledger only (validated); otherwise always the leader.
+    let elector = LeaderElector::new(
+        &config.agent.leader_election,
+        ledger_url.filter(|u| u.expose().starts_with("postgres")),
+        agent_id.clone(),
+    );
+    if config.agent.leader_election.enabled && !elector.enabled() {
+        warn!(
+            ledger = %ledger.target(),
+            "agent.leader_election is enabled but the ledger is not Postgres; leader election is off and this agent always leads"
+        );
+    }
     let started_ms = now_ms();
     ledger
         .start_run(&agent_id, env!("CARGO_PKG_VERSION"), started_ms)
@@ -138,6 +152,9 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         config.agent.role,
     )
     .await?;
+    if elector.enabled() {
+        slo.set_leader(elector.subscribe());
+    }
 
     let collectors = CollectorManager::new(store.clone(), cancel.clone());
     collectors.apply_config(&config.collectors);
@@ -159,7 +176,11 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         }
         None => None,
     };
-    let grafana = crate::dashboards::GrafanaSync::start(&config, cancel.clone());
+    let grafana = crate::dashboards::GrafanaSync::start_with_leader(
+        &config,
+        cancel.clone(),
+        elector.subscribe(),
+    );
     let mut sources: Vec<Arc<dyn MetricsSource>> = vec![
         reload.clone(),
         Arc::new(scrape.clone()),
@@ -168,6 +189,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         Arc::new(alerts.clone()),
         Arc::new(dispatcher.clone()),
         Arc::new(outbox.clone()),
+        Arc::new(elector.clone()),
     ];
     if let Some(h) = &hpa {
         sources.push(Arc::new(h.clone()));
@@ -182,6 +204,7 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         outbox: Some(outbox.clone()),
         ledger: Some(ledger.clone()),
     });
+    router = router.merge(elector.router(role_name(config.agent.role)));
 
     let demo = if config.demo.enabled {
         let addr =
@@ -206,9 +229,18 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     tasks.spawn(api::serve(listener, router, cancel.clone()));
     info!("listening on http://{local}");
 
+    tasks.spawn(elector.clone().run(cancel.clone()));
     tasks.spawn(slo.clone().run(cancel.clone()));
-    tasks.spawn(outbox.clone().run(notify_rx, cancel.clone()));
-    tasks.spawn(dispatcher.clone().run(cancel.clone()));
+    tasks.spawn(
+        outbox
+            .clone()
+            .run_with_leader(notify_rx, cancel.clone(), elector.subscribe()),
+    );
+    tasks.spawn(
+        dispatcher
+            .clone()
+            .run_with_leader(cancel.clone(), elector.subscribe()),
+    );
     tasks.spawn(run_alerts(
         alert_engine,
         slo.subscribe(),
@@ -265,6 +297,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
         warn!("shutdown grace period over; abandoning unfinished tasks");
         tasks.abort_all();
     }
+    // Only now, with the outbox drained, may another replica start sending.
+    elector.release().await;
     if let Err(err) = ledger.finish_run(&agent_id, started_ms, now_ms()).await {
         warn!(error = %err, "could not record the clean stop in the ledger");
     }
@@ -292,6 +326,14 @@ async fn run_alerts(
     }
 }
 
+fn role_name(role: crate::config::Role) -> &'static str {
+    match role {
+        crate::config::Role::Standalone => "standalone",
+        crate::config::Role::Node => "node",
+        crate::config::Role::Aggregator => "aggregator",
+    }
+}
+
 fn warn_restart_needed(old: &Config, new: &Config) {
     let checks = [
         (old.agent.listen != new.agent.listen, "agent.listen"),
@@ -304,6 +346,10 @@ fn warn_restart_needed(old: &Config, new: &Config) {
             "hpa.listen",
         ),
         (old.grafana.is_some() != new.grafana.is_some(), "grafana"),
+        (
+            old.agent.leader_election != new.agent.leader_election,
+            "agent.leader_election",
+        ),
         (
             old.agent.ledger_url != new.agent.ledger_url
                 || old.agent.ledger_url_env != new.agent.ledger_url_env,

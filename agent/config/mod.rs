@@ -130,6 +130,11 @@ pub struct AgentConfig {
     /// File holding the ledger URL (may contain a password).
     #[serde(default)]
     pub ledger_url_file: Option<PathBuf>,
+    /// Leader election among replicas that share the Postgres ledger (two aggregators): only
+    /// the leader sends notifications, writes completed SLO periods and syncs Grafana. See
+    /// docs/leader-election.md.
+    #[serde(default)]
+    pub leader_election: crate::leader::LeaderElectionConfig,
 }
 
 impl Default for AgentConfig {
@@ -145,6 +150,7 @@ impl Default for AgentConfig {
             ledger_url: None,
             ledger_url_env: None,
             ledger_url_file: None,
+            leader_election: Default::default(),
         }
     }
 }
@@ -616,6 +622,7 @@ impl Config {
                 ),
             );
         }
+        self.agent.leader_election.validate(shared, &mut out);
         self.scrape.validate(base_dir, &mut out);
         crate::collect::validate_all(&self.collectors, base_dir, &mut out);
         if let Some(h) = &self.hpa {

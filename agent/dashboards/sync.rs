@@ -37,9 +37,26 @@ impl GrafanaSync {
     /// Starts the sync task (None when `grafana:` is absent). With `sync: false` the task
     /// waits for a reload that turns it on. Must be called inside a tokio runtime.
     pub fn start(config: &Config, cancel: CancellationToken) -> Option<Self> {
+        let (keep, leader) = watch::channel(true);
+        let sync = Self::start_with_leader(config, cancel.clone(), leader)?;
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            drop(keep);
+        });
+        Some(sync)
+    }
+
+    /// Like [`GrafanaSync::start`], pushing only while `leader` is true
+    /// (`agent.leader_election`): one replica provisions Grafana. A replica that becomes the
+    /// leader pushes the current dashboards; one that stops leading abandons a push.
+    pub fn start_with_leader(
+        config: &Config,
+        cancel: CancellationToken,
+        leader: watch::Receiver<bool>,
+    ) -> Option<Self> {
         config.grafana.as_ref()?;
         let (tx, rx) = watch::channel(job(config));
-        tokio::spawn(run(rx, cancel));
+        tokio::spawn(run(rx, cancel, leader));
         Some(Self { tx })
     }
 
@@ -49,8 +66,19 @@ impl GrafanaSync {
     }
 }
 
-async fn run(mut rx: watch::Receiver<Job>, cancel: CancellationToken) {
+async fn run(
+    mut rx: watch::Receiver<Job>,
+    cancel: CancellationToken,
+    mut leader: watch::Receiver<bool>,
+) {
     loop {
+        // Followers wait; a reload while following is pushed once this replica leads.
+        while !*leader.borrow_and_update() {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = leader.changed() => if changed.is_err() { return; },
+            }
+        }
         let current = rx.borrow_and_update().clone();
         if let Some((cfg, dashboards)) = current {
             tokio::select! {
@@ -61,11 +89,27 @@ async fn run(mut rx: watch::Receiver<Job>, cancel: CancellationToken) {
                     info!("grafana: configuration changed during a push; pushing the new dashboards");
                     continue;
                 }
+                _ = async {
+                    if leader.wait_for(|l| !*l).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    info!("grafana: no longer the leader; the new leader pushes the dashboards");
+                    continue;
+                }
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             changed = rx.changed() => if changed.is_err() { return; },
+            // Lost and regained leadership: push again (another replica may have pushed an
+            // older configuration meanwhile).
+            _ = async {
+                let lost = leader.wait_for(|l| !*l).await.is_ok();
+                if !lost || leader.wait_for(|l| *l).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {}
         }
     }
 }

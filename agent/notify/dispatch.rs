@@ -24,7 +24,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -121,6 +121,9 @@ struct State {
     origin: tokio::time::Instant,
     /// A clock set by hand (tests drive the dispatcher through simulated time).
     manual_ms: Option<i64>,
+    /// Whether this replica leads (`agent.leader_election`). A follower runs the same groups
+    /// and timers but emits nothing, writes no episodes and counts nothing as emitted.
+    leader: bool,
 }
 
 struct Group {
@@ -209,6 +212,7 @@ impl Dispatcher {
             wall_origin_ms: chrono::Utc::now().timestamp_millis(),
             origin: tokio::time::Instant::now(),
             manual_ms: None,
+            leader: true,
         };
         st.set_config(config);
         Self {
@@ -255,8 +259,24 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Runs the group timers until `cancel`.
+    /// Runs the group timers until `cancel`, always as the leader.
     pub async fn run(self, cancel: CancellationToken) {
+        let (_keep, leader) = watch::channel(true);
+        self.run_with_leader(cancel, leader).await;
+    }
+
+    /// Runs the group timers until `cancel`; emits notifications only while `leader` is true
+    /// (`agent.leader_election`). A follower keeps routing, grouping and flushing (so the API
+    /// shows the same alerts and groups on every replica) but drops what it would emit. On
+    /// becoming the leader it takes over from the ledger: see [`Dispatcher::take_over`].
+    pub async fn run_with_leader(
+        self,
+        cancel: CancellationToken,
+        mut leader: watch::Receiver<bool>,
+    ) {
+        let mut leading = *leader.borrow_and_update();
+        let mut watching = true;
+        self.state().leader = leading;
         loop {
             let (next, now) = {
                 let st = self.state();
@@ -274,12 +294,33 @@ impl Dispatcher {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {},
                 _ = sleep => {},
+                changed = leader.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    }
+                }
+            }
+            let now_leading = *leader.borrow_and_update();
+            if now_leading != leading {
+                leading = now_leading;
+                if leading {
+                    self.take_over().await;
+                } else {
+                    let mut st = self.state();
+                    st.leader = false;
+                    st.episodes_dirty.clear();
+                }
             }
             let (due, episodes) = {
                 let mut st = self.state();
                 let now = st.now_ms();
                 let due = st.flush_due(now);
-                (due, std::mem::take(&mut st.episodes_dirty))
+                let episodes = std::mem::take(&mut st.episodes_dirty);
+                if !st.leader {
+                    // A follower tells nobody: what it would emit is the leader's job.
+                    continue;
+                }
+                (due, episodes)
             };
             if let Some(ledger) = &self.ledger {
                 for ((group, receiver), episode) in episodes {
@@ -295,6 +336,122 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Becoming the leader: what receivers were told is what the ledger's outbox holds, not
+    /// what this replica computed as a follower. The notification log is rebuilt from the
+    /// newest notification of every (group, receiver) in the outbox (pending ones are sent by
+    /// this replica's outbox), episodes and silences are reloaded, alerts told firing that no
+    /// longer fire are put back as resolved, and every group that already flushed is flushed
+    /// now, so that whatever the old leader did not get to send is sent once, and nothing it
+    /// sent is sent again.
+    pub async fn take_over(&self) {
+        let Some(ledger) = &self.ledger else {
+            self.state().leader = true;
+            return;
+        };
+        let told = match super::outbox::last_told(ledger).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(ledger = %ledger.target(), error = %e, "cannot read what the previous leader notified; keeping this replica's own view (a notification may repeat or be missed)");
+                None
+            }
+        };
+        let episodes = load_episodes(ledger).await;
+        let silences = silence::load(ledger.pool(), self.now_ms()).await;
+        let mut st = self.state();
+        let now = st.now_ms();
+        if let Ok(e) = episodes {
+            st.episodes = e;
+        }
+        st.episodes_dirty.clear();
+        if let Ok(list) = silences {
+            st.silences = list.into_iter().map(|s| (s.id.clone(), s)).collect();
+        }
+        let mut resend = 0usize;
+        if let Some(told) = told {
+            st.nflog.clear();
+            for n in told {
+                let firing: BTreeSet<u64> = n
+                    .alerts
+                    .iter()
+                    .filter(|a| a.state == AlertState::Firing)
+                    .map(|a| crate::alert::fingerprint(&a.labels))
+                    .collect();
+                if firing.is_empty() {
+                    continue;
+                }
+                let resolved = n
+                    .alerts
+                    .iter()
+                    .filter(|a| a.state == AlertState::Resolved)
+                    .map(|a| crate::alert::fingerprint(&a.labels))
+                    .collect();
+                let repeats = n
+                    .idempotency_key
+                    .rsplit_once("|r")
+                    .and_then(|(_, r)| r.parse().ok())
+                    .unwrap_or(0);
+                let id = (n.group_key.clone(), n.receiver.clone());
+                st.nflog.insert(
+                    id.clone(),
+                    Entry {
+                        firing: firing.clone(),
+                        resolved,
+                        at: n.created_ms,
+                        content: content_hash(&n.alerts),
+                        repeats,
+                    },
+                );
+                // Told firing, not firing any more: the receiver must hear it resolved.
+                for a in &n.alerts {
+                    let fp = crate::alert::fingerprint(&a.labels);
+                    if a.state != AlertState::Firing || st.active.contains_key(&fp) {
+                        continue;
+                    }
+                    let mut r = a.clone();
+                    r.state = AlertState::Resolved;
+                    r.resolved_at_ms = Some(now);
+                    let r = Arc::new(r);
+                    let routes = st.routes(fp, &r.labels);
+                    let Some(route) = routes.iter().find(|x| x.id == id) else {
+                        continue;
+                    };
+                    let g = st.groups.entry(id.clone()).or_insert_with(|| Group {
+                        key: id.0.clone(),
+                        receiver: id.1.clone(),
+                        labels: route.labels.clone(),
+                        route: route.route.clone(),
+                        alerts: BTreeMap::new(),
+                        next_flush: now,
+                        has_flushed: true,
+                    });
+                    if g.alerts
+                        .get(&fp)
+                        .is_none_or(|x| x.state != AlertState::Resolved)
+                    {
+                        g.alerts.insert(fp, r);
+                    }
+                    resend += 1;
+                }
+            }
+        }
+        for g in st.groups.values_mut() {
+            if g.has_flushed {
+                g.next_flush = g.next_flush.min(now);
+            }
+        }
+        st.leader = true;
+        let groups = st.groups.len();
+        let told_groups = st.nflog.len();
+        drop(st);
+        info!(
+            groups,
+            told_groups,
+            resolved_to_send = resend,
+            "dispatcher took over as the leader from the notifications in the ledger"
+        );
+        self.wake.notify_one();
     }
 
     /// Every alert of the last round with its routing, silences and inhibitions.
@@ -692,7 +849,9 @@ impl State {
                     idempotency_key: key,
                     created_ms: now_ms,
                 });
-                *self.emitted.entry(g.receiver.clone()).or_default() += 1;
+                if self.leader {
+                    *self.emitted.entry(g.receiver.clone()).or_default() += 1;
+                }
                 if firing.is_empty() {
                     self.nflog.remove(&id);
                     self.next_episode(&id);
@@ -1289,6 +1448,117 @@ inhibit_rules:
         // Silenced at the first flush (30s); the silence ends at 100s; next flush at 330s.
         let (at, _, alerts, _) = h.next();
         assert_eq!((at, alerts), (330, ids(&[("x", Firing)])));
+    }
+
+    /// Flushes what is due at `secs` after T0 on `d`'s manual clock.
+    fn flush_at(d: &Dispatcher, secs: i64) -> Vec<Notification> {
+        let mut st = d.state();
+        st.manual_ms = Some(T0 + secs * 1000);
+        st.flush_due(T0 + secs * 1000)
+    }
+
+    fn firing_alert(id: &str, state: AlertState) -> Alert {
+        Alert {
+            labels: [("alertname", "X"), ("id", id)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            state,
+            active_at_ms: T0,
+            fired_at_ms: Some(T0),
+            resolved_at_ms: (state == AlertState::Resolved).then_some(T0),
+            value: 1.0,
+            inhibited_by: None,
+            generator_url: String::new(),
+        }
+    }
+
+    /// A follower that becomes the leader starts from what the ledger's outbox says the
+    /// receivers were told, not from what it computed itself while following.
+    #[tokio::test]
+    async fn a_new_leader_takes_over_from_the_outbox_in_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open_sqlite(dir.path()).await.expect("ledger");
+        let cfg = config(TIMERS);
+        let outbox = crate::notify::outbox::Outbox::new(cfg.clone(), ledger.clone()).await;
+        let (tx, _rx) = mpsc::channel(16);
+
+        // The old leader told `team` that a and b fire.
+        let old = Dispatcher::new(cfg.clone(), ledger.clone(), tx.clone()).await;
+        old.state().manual_ms = Some(T0);
+        old.update(
+            vec![firing_alert("a", Firing), firing_alert("b", Firing)],
+            T0,
+        );
+        let told = flush_at(&old, 31);
+        assert_eq!(told.len(), 1);
+        assert!(outbox.enqueue(&told[0]).await.expect("enqueue"));
+
+        // The follower saw the same; then b stopped firing, which it "told" (and dropped) on
+        // its own, while the old leader died before telling it.
+        let new = Dispatcher::new(cfg.clone(), ledger.clone(), tx).await;
+        new.state().manual_ms = Some(T0);
+        new.state().leader = false;
+        new.update(
+            vec![firing_alert("a", Firing), firing_alert("b", Firing)],
+            T0,
+        );
+        assert_eq!(
+            flush_at(&new, 31).len(),
+            1,
+            "the follower computes, the run loop drops"
+        );
+        new.state().manual_ms = Some(T0 + 40_000);
+        new.update(vec![firing_alert("a", Firing)], T0 + 40_000);
+        assert_eq!(flush_at(&new, 331).len(), 1);
+        assert!(
+            flush_at(&new, 700).is_empty(),
+            "the follower thinks all is told"
+        );
+
+        // Taking over: the receiver was told a and b fire, so it must hear that b resolved,
+        // once, and nothing about a.
+        new.take_over().await;
+        let out = flush_at(&new, 701);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let states: Vec<(String, AlertState)> = out[0]
+            .alerts
+            .iter()
+            .map(|a| (a.labels["id"].clone(), a.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![("a".to_string(), Firing), ("b".to_string(), Resolved)]
+        );
+        assert_ne!(out[0].idempotency_key, told[0].idempotency_key);
+        assert!(flush_at(&new, 2000).is_empty(), "told once");
+        assert_eq!(
+            new.state().emitted.get("team"),
+            Some(&1),
+            "only the leader counts"
+        );
+        ledger.close().await;
+    }
+
+    /// Nothing in the ledger (the old leader died before enqueueing): the new leader sends
+    /// what its follower self computed but never sent.
+    #[tokio::test]
+    async fn a_new_leader_sends_what_the_old_one_never_enqueued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open_sqlite(dir.path()).await.expect("ledger");
+        let (tx, _rx) = mpsc::channel(16);
+        let d = Dispatcher::new(config(TIMERS), ledger.clone(), tx).await;
+        d.state().manual_ms = Some(T0);
+        d.state().leader = false;
+        d.update(vec![firing_alert("a", Firing)], T0);
+        assert_eq!(flush_at(&d, 31).len(), 1);
+        assert!(flush_at(&d, 100).is_empty());
+        d.take_over().await;
+        let out = flush_at(&d, 101);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].status(), "firing");
+        ledger.close().await;
     }
 
     #[test]

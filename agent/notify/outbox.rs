@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -307,6 +307,31 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The newest notification of every (group, receiver) in the ledger: what the receivers were
+/// told (or will be, for pending deliveries). A new leader's dispatcher starts from it.
+pub(crate) async fn last_told(ledger: &Ledger) -> Result<Vec<Notification>, OutboxError> {
+    let rows = sqlx::query(
+        "SELECT n.payload FROM outbox_notifications n WHERE n.created_ms = \
+         (SELECT MAX(m.created_ms) FROM outbox_notifications m WHERE m.receiver = n.receiver AND m.group_key = n.group_key) \
+         ORDER BY n.created_ms, n.idempotency_key",
+    )
+    .fetch_all(ledger.pool())
+    .await
+    .map_err(q("list last notifications"))?;
+    let mut out: BTreeMap<(String, String), Notification> = BTreeMap::new();
+    for r in rows {
+        let payload: String = r.try_get(0).map_err(q("decode last notifications"))?;
+        match decode(&payload) {
+            // Ties on created_ms: the later key in order wins, as the scheduler's order does.
+            Ok(n) => {
+                out.insert((n.group_key.clone(), n.receiver.clone()), n);
+            }
+            Err(e) => warn!(error = %e, "a stored notification cannot be decoded; skipped"),
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
 /// Wait before attempt `attempts + 1` after `attempts` failures: `min * 2^(attempts-1)`
 /// capped at `max`, with jitter (uniform between half and all of it).
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
@@ -374,11 +399,29 @@ impl Outbox {
     /// Persists and delivers what arrives on `rx` (and what was pending at start) until
     /// `cancel`. On cancel, what is still queued in `rx` is persisted, and sends in flight get
     /// a short grace; whatever is cut off stays pending for the next start.
-    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, cancel: CancellationToken) {
-        if let Err(e) = self.rebuild_am_active().await {
-            warn!(error = %e, "cannot restore the alerts pushed to Alertmanager");
+    pub async fn run(self, rx: mpsc::Receiver<Notification>, cancel: CancellationToken) {
+        let (_keep, leader) = watch::channel(true);
+        self.run_with_leader(rx, cancel, leader).await;
+    }
+
+    /// [`Outbox::run`] that delivers only while `leader` is true (`agent.leader_election`): a
+    /// follower still persists what reaches it but sends nothing, re-pushes nothing to
+    /// Alertmanagers and prunes nothing. On becoming the leader it sends every pending
+    /// delivery in the ledger, including those the previous leader enqueued.
+    pub async fn run_with_leader(
+        self,
+        mut rx: mpsc::Receiver<Notification>,
+        cancel: CancellationToken,
+        mut leader: watch::Receiver<bool>,
+    ) {
+        let mut leading = *leader.borrow_and_update();
+        let mut watching = true;
+        if leading {
+            if let Err(e) = self.rebuild_am_active().await {
+                warn!(error = %e, "cannot restore the alerts pushed to Alertmanager");
+            }
+            self.prune_logged().await;
         }
-        self.prune_logged().await;
         let mut last_prune = Instant::now();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut rx_open = true;
@@ -387,11 +430,34 @@ impl Outbox {
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resend.tick().await;
         loop {
-            let next_due = match self.schedule(&mut tasks).await {
-                Ok(n) => n,
-                Err(e) => {
-                    error!(error = %e, "notification outbox cannot read pending deliveries");
-                    Some(now_ms() + 5_000)
+            let now_leading = *leader.borrow_and_update();
+            if now_leading != leading {
+                leading = now_leading;
+                if leading {
+                    info!(
+                        "notification outbox: leading; sending the pending deliveries in the ledger"
+                    );
+                    if let Err(e) = self.rebuild_am_active().await {
+                        warn!(error = %e, "cannot restore the alerts pushed to Alertmanager");
+                    }
+                } else {
+                    info!(
+                        "notification outbox: following; the leader sends the pending deliveries"
+                    );
+                    if let Ok(mut am) = self.inner.am_active.lock() {
+                        am.clear();
+                    }
+                }
+            }
+            let next_due = if !leading {
+                None
+            } else {
+                match self.schedule(&mut tasks).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        error!(error = %e, "notification outbox cannot read pending deliveries");
+                        Some(now_ms() + 5_000)
+                    }
                 }
             };
             let wait = next_due
@@ -416,7 +482,12 @@ impl Outbox {
                     while tasks.try_join_next().is_some() {}
                 }
                 _ = self.inner.wake.notified() => {}
-                _ = resend.tick() => self.resend_alertmanager(&mut tasks),
+                changed = leader.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    }
+                }
+                _ = resend.tick() => if leading { self.resend_alertmanager(&mut tasks) },
                 _ = tokio::time::sleep(wait) => {}
             }
             let every = self.delivery().resend_interval;
@@ -426,7 +497,7 @@ impl Outbox {
                 resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 resend.tick().await;
             }
-            if last_prune.elapsed() >= PRUNE_EVERY {
+            if leading && last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
                 self.prune_logged().await;
             }

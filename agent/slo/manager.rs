@@ -26,6 +26,9 @@ use crate::store::series::SeriesStore;
 /// Readiness condition: the first evaluation round has completed.
 pub const READY_EVALUATION: &str = "evaluation";
 
+/// Completed periods a follower holds at most (see [`SloManager::set_leader`]).
+const MAX_HELD_PERIODS: usize = 1000;
+
 /// Pending ledger rows keyed by (slo, group, resolution, index) so a retry writes the newest.
 type Pending = BTreeMap<(String, String, i64, i64), (f64, f64)>;
 
@@ -48,6 +51,8 @@ struct Inner {
     ledger_writes: AtomicU64,
     last_prune_hour: AtomicU64,
     role: Role,
+    /// Leadership (`agent.leader_election`); None: always the leader.
+    leader: RwLock<Option<tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// Evaluates SLOs (cheap to clone: a handle).
@@ -124,6 +129,7 @@ impl SloManager {
                 ledger_writes: AtomicU64::new(0),
                 last_prune_hour: AtomicU64::new(0),
                 role,
+                leader: RwLock::new(None),
             }),
         })
     }
@@ -136,6 +142,22 @@ impl SloManager {
         if let Ok(mut i) = self.inner.interval.lock() {
             *i = interval;
         }
+    }
+
+    /// Follows leadership (`agent.leader_election`): only the leader writes completed SLO
+    /// periods to the shared ledger; a follower evaluates and serves them all the same.
+    pub fn set_leader(&self, leader: tokio::sync::watch::Receiver<bool>) {
+        if let Ok(mut l) = self.inner.leader.write() {
+            *l = Some(leader);
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.inner
+            .leader
+            .read()
+            .map(|l| l.as_ref().is_none_or(|r| *r.borrow()))
+            .unwrap_or(true)
     }
 
     /// Evaluates every interval until `cancel`, then writes what is still pending.
@@ -217,6 +239,10 @@ impl SloManager {
                 pending.0.insert((slo, grp, res, idx), (c.bad, c.total));
             }
             pending.1.extend(periods.iter().map(period_row));
+            // A follower holds its completed periods (written by the leader) until it leads;
+            // written then with ON CONFLICT DO NOTHING, so a handover loses none. Bounded.
+            let excess = pending.1.len().saturating_sub(MAX_HELD_PERIODS);
+            pending.1.drain(..excess);
         }
         if !periods.is_empty() {
             if let Ok(mut h) = self.inner.history.write() {
@@ -250,7 +276,11 @@ impl SloManager {
                 p.0.iter()
                     .map(|((s, g, r, i), (b, t))| (s.clone(), g.clone(), *r, *i, *b, *t))
                     .collect::<Vec<BucketRow>>(),
-                p.1.clone(),
+                if self.is_leader() {
+                    p.1.clone()
+                } else {
+                    Vec::new()
+                },
             ),
             Err(_) => return,
         };
