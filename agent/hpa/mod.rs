@@ -169,9 +169,51 @@ impl Hpa {
 }
 
 impl HpaServer {
-    /// Serves until `cancel`.
+    /// Serves until `cancel`, on a thread of its own with a single-threaded runtime: the HPA
+    /// controller's requests then never wait behind a scrape or an evaluation round on the
+    /// agent's runtime (the tail latency this API promises). Returns when the server has
+    /// drained, or at once (logged) if its thread or runtime cannot be started.
     pub async fn run(self, cancel: CancellationToken) {
-        server::serve(self.listener, self.acceptor, self.router, cancel).await;
+        let HpaServer {
+            listener,
+            acceptor,
+            router,
+        } = self;
+        let std_listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "external metrics API: cannot hand the listener to its thread");
+                return;
+            }
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread_cancel = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vigil-hpa".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match rt {
+                    Ok(rt) => rt.block_on(async move {
+                        match tokio::net::TcpListener::from_std(std_listener) {
+                            Ok(l) => server::serve(l, acceptor, router, thread_cancel).await,
+                            Err(e) => {
+                                tracing::error!(error = %e, "external metrics API: cannot register the listener");
+                            }
+                        }
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "external metrics API: cannot start its runtime");
+                    }
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "external metrics API: cannot start its thread");
+            return;
+        }
+        let _ = done_rx.await;
     }
 }
 
