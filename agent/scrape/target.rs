@@ -358,6 +358,10 @@ pub struct Scraper {
     /// The format of the last scrape: the parser takes hints from the cache only while it
     /// stays the same.
     last_format: Option<Format>,
+    /// The target URL, parsed once (reqwest would parse the string on every request).
+    url: Option<reqwest::Url>,
+    /// `X-Prometheus-Scrape-Timeout-Seconds`, formatted once.
+    timeout_header: HeaderValue,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -371,7 +375,6 @@ impl Scraper {
     pub fn new(state: Arc<TargetState>, key: String) -> Self {
         let synthetic = Synthetic::new(&state.target.labels);
         Self {
-            state,
             key,
             cache: SeriesCache::default(),
             body: Vec::new(),
@@ -380,6 +383,10 @@ impl Scraper {
             last_len: 0,
             previous_series: Arc::default(),
             last_format: None,
+            url: reqwest::Url::parse(&state.target.url).ok(),
+            timeout_header: HeaderValue::from_str(&format!("{}", state.job.timeout.as_secs_f64()))
+                .unwrap_or(HeaderValue::from_static("10")),
+            state,
         }
     }
 
@@ -470,14 +477,16 @@ impl Scraper {
     /// Fetches the body into `self.body`; returns the exposition format.
     async fn fetch(&mut self) -> Result<Format, ScrapeError> {
         let job = &self.state.job;
-        let mut req = job
-            .client
-            .get(&self.state.target.url)
+        let req = match &self.url {
+            Some(url) => job.client.get(url.clone()),
+            None => job.client.get(&self.state.target.url),
+        };
+        let mut req = req
             .header(ACCEPT, ACCEPT_HEADER)
             .header(USER_AGENT, concat!("Vigil/", env!("CARGO_PKG_VERSION")))
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", job.timeout.as_secs_f64()),
+                self.timeout_header.clone(),
             );
         if let Some(auth) = &job.authorization {
             req = req.header(AUTHORIZATION, auth.clone());

@@ -1076,13 +1076,24 @@ impl<'a> Parser<'a> {
             name: start,
             ..SampleCols::default()
         };
-        let name_end = scan::scan_metric_name(b, start);
         // A hint ends with '}' (see next_hinted) and next_entry passes it only when the line
         // starts with it: equal bytes close the label block at the same place, so only the value
-        // and what follows are left to parse. (A line that starts with a hint starts with a
-        // metric name, so `start` is 0 and the name scan stops inside the hint.)
+        // and what follows are left to parse. The hint's name was accepted before, so it ends at
+        // the first '{' (less blanks before it, which the text format allows), found faster than
+        // by classifying every byte again.
+        let name_end = match scan::find_byte(b'{', hint) {
+            Some(brace) if start == 0 => {
+                let mut e = brace;
+                while e > 0 && hint.get(e - 1).is_some_and(|&c| scan::is_blank(c)) {
+                    e -= 1;
+                }
+                e
+            }
+            _ => scan::scan_metric_name(b, start),
+        };
         self.hint_matched = !hint.is_empty() && start == 0 && name_end > start;
         debug_assert!(!self.hint_matched || b.starts_with(hint));
+        debug_assert!(!self.hint_matched || name_end == scan::scan_metric_name(b, start));
         if name_end == start {
             let c = b.get(start).copied().unwrap_or(b' ');
             return Err(lerr(
