@@ -38,20 +38,7 @@ fn free_port() -> u16 {
 fn start(dir: &Path, extra: &str, hpa: &str) -> Api {
     let cfg = common::write_config(dir, &format!("{extra}hpa:\n  listen: 127.0.0.1:0\n{hpa}"));
     let mut d = Daemon::start(&cfg);
-    d.wait_for_log("external metrics API on https://", WAIT);
-    let line = d
-        .log_lines()
-        .into_iter()
-        .find(|l| l.contains("external metrics API on https://"))
-        .expect("log line");
-    let rest = &line[line.find("https://").expect("https")..];
-    let url = rest.split(',').next().expect("url").to_string();
-    let token_file = PathBuf::from(
-        rest.split("token file ")
-            .nth(1)
-            .expect("token file in the log line")
-            .trim(),
-    );
+    let (url, token_file) = d.hpa_endpoint(WAIT);
     let ca = dir.join("data/hpa-ca.crt");
     let token = std::fs::read_to_string(&token_file).expect("token file");
     let kubeconfig = dir.join("kubeconfig");

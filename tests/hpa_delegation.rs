@@ -367,20 +367,7 @@ fn start(dir: &Path, fake: &FakeApi, extra: &str) -> Api {
         ),
     );
     let mut d = common::Daemon::start(&cfg);
-    d.wait_for_log("external metrics API on https://", WAIT);
-    let line = d
-        .log_lines()
-        .into_iter()
-        .find(|l| l.contains("external metrics API on https://"))
-        .expect("log line");
-    let rest = &line[line.find("https://").expect("https")..];
-    let url = rest.split(',').next().expect("url").to_string();
-    let token_file = PathBuf::from(
-        rest.split("token file ")
-            .nth(1)
-            .expect("token file in the log line")
-            .trim(),
-    );
+    let (url, token_file) = d.hpa_endpoint(WAIT);
     Api {
         d,
         url,

@@ -11,22 +11,23 @@
 //! them, and the selected pods are really scraped.
 
 mod common;
+#[path = "common/fake_k8s.rs"]
+mod fake_k8s;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
+
+use fake_k8s::{WatchBody, status};
 
 const TOKEN: &str = "kube-test-token";
 const WAIT: Duration = Duration::from_secs(30);
@@ -88,34 +89,6 @@ impl FakeApi {
             let _ = tx.send(Bytes::from(line.clone()));
         }
     }
-}
-
-/// A response body fed by a channel: one watch event per line, open until the sender drops.
-struct WatchBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
-
-impl hyper::body::Body for WatchBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
-    }
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code});
-    (
-        StatusCode::from_u16(code).expect("status code"),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 async fn pods(

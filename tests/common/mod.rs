@@ -99,6 +99,26 @@ impl Daemon {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// Waits for the external metrics API's start-up line and returns its URL and the token
+    /// file it names (`external metrics API on https://HOST:PORT, token file PATH`).
+    pub fn hpa_endpoint(&mut self, timeout: Duration) -> (String, PathBuf) {
+        self.wait_for_log("external metrics API on https://", timeout);
+        let line = self
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("external metrics API on https://"))
+            .expect("log line");
+        let rest = &line[line.find("https://").expect("https")..];
+        let url = rest.split(',').next().expect("url").to_string();
+        let token_file = PathBuf::from(
+            rest.split("token file ")
+                .nth(1)
+                .expect("token file in the log line")
+                .trim(),
+        );
+        (url, token_file)
+    }
+
     /// The log as one string, for assertion messages.
     pub fn log_text(&self) -> String {
         self.log_lines().join("\n")
