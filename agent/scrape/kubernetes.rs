@@ -463,14 +463,7 @@ pub fn pod_targets(pod: &Pod) -> Vec<DiscoveredLabels> {
     let mut out = Vec::new();
     for (c, init) in containers {
         let mut t = base.clone();
-        t.insert(
-            "__meta_kubernetes_pod_container_name".into(),
-            c.name.clone(),
-        );
-        t.insert(
-            "__meta_kubernetes_pod_container_image".into(),
-            c.image.clone().unwrap_or_default(),
-        );
+        container_name_labels(&mut t, c);
         t.insert(
             "__meta_kubernetes_pod_container_init".into(),
             init.to_string(),
@@ -504,6 +497,18 @@ fn bracket_ipv6(ip: &str) -> String {
     } else {
         ip.to_string()
     }
+}
+
+/// `_pod_container_name` and `_pod_container_image` of one container.
+fn container_name_labels(t: &mut DiscoveredLabels, c: &k8s_openapi::api::core::v1::Container) {
+    t.insert(
+        "__meta_kubernetes_pod_container_name".into(),
+        c.name.clone(),
+    );
+    t.insert(
+        "__meta_kubernetes_pod_container_image".into(),
+        c.image.clone().unwrap_or_default(),
+    );
 }
 
 /// `_pod_container_port_name`, `_number`, `_protocol` of one declared container port.

@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::{
-    DiscoveredLabels, Update, bracket_ipv6, container_port_labels, object_meta_labels, pod_labels,
-    sanitize, service_labels,
+    DiscoveredLabels, Update, bracket_ipv6, container_name_labels, container_port_labels,
+    object_meta_labels, pod_labels, sanitize, service_labels,
 };
 
 /// The label EndpointSlices carry with the name of their Service.
@@ -278,14 +278,7 @@ fn container_ports(pod: &Pod) -> impl Iterator<Item = (&Container, &ContainerPor
 }
 
 fn container_labels(t: &mut DiscoveredLabels, c: &Container, port: &ContainerPort) {
-    t.insert(
-        "__meta_kubernetes_pod_container_name".into(),
-        c.name.clone(),
-    );
-    t.insert(
-        "__meta_kubernetes_pod_container_image".into(),
-        c.image.clone().unwrap_or_default(),
-    );
+    container_name_labels(t, c);
     container_port_labels(t, port);
 }
 
