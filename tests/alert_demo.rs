@@ -28,13 +28,6 @@ slos:
         total: http_requests_total{job="demo"}
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 fn notifications(d: &Daemon) -> Vec<serde_json::Value> {
     let (code, body) = d.get("/demo/webhook");
     assert_eq!(code, 200, "{body}");
@@ -45,7 +38,7 @@ fn notifications(d: &Daemon) -> Vec<serde_json::Value> {
 #[test]
 fn a_fast_burn_pages_the_receiver_once_and_resolves() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (api, demo) = (free_port(), free_port());
+    let (api, demo) = (common::free_port(), common::free_port());
     std::fs::create_dir_all(dir.path().join("rules")).expect("mkdir");
     std::fs::write(dir.path().join("rules/demo.yaml"), RULES).expect("rules");
     std::fs::write(

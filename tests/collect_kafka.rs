@@ -285,14 +285,6 @@ fn tansu_list_offsets_quirk_under_reports_multi_record_batches() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Tansu(Child);
 
 impl Tansu {
@@ -328,7 +320,7 @@ impl Drop for Tansu {
 
 #[test]
 fn broker_restart_is_seen_without_restarting_the_agent() {
-    let port = free_port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let tansu = Tansu::start(port);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -357,7 +349,7 @@ fn broker_restart_is_seen_without_restarting_the_agent() {
 #[test]
 fn bad_brokers_fail_with_the_collector_name_and_the_agent_keeps_running() {
     let b = brokers();
-    let closed = free_port();
+    let closed = common::free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let extra = format!(
         "collectors:\n\

@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -262,14 +261,6 @@ impl Drop for OpenTx {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn collector_yaml(name: &str, env: &str, extra: &str) -> String {
     format!(
         "  - name: {name}\n    type: postgres\n    interval: 1s\n    timeout: 1s\n    url_env: {env}\n{extra}"
@@ -482,7 +473,7 @@ impl Drop for Exporter {
 /// (the source of pg_postmaster_*, pg_replication_lag and pg_stat_user_tables_*).
 fn exporter_metrics(url: &str) -> Exposition {
     let bin = service("VIGIL_TEST_PG_EXPORTER", "postgres_exporter");
-    let port = free_port();
+    let port = common::free_port();
     let queries = "/usr/share/doc/prometheus-postgres-exporter/examples/queries.yaml";
     assert!(
         Path::new(queries).is_file(),
@@ -657,7 +648,7 @@ impl PrivatePg {
         ]);
         let pg = PrivatePg {
             dir,
-            port: free_port(),
+            port: common::free_port(),
         };
         pg.start();
         pg
@@ -847,7 +838,10 @@ fn bad_connection_settings_give_pg_up_0_and_a_clear_log() {
         .next()
         .expect("host");
     let wrong_pw = format!("postgres://vigil:Wr0ngPassw0rd@{host_port}/vigil");
-    let refused = format!("postgres://vigil:Refus3dPw@127.0.0.1:{}/vigil", free_port());
+    let refused = format!(
+        "postgres://vigil:Refus3dPw@127.0.0.1:{}/vigil",
+        common::free_port()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let d = start(
         dir.path(),

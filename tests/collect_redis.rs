@@ -74,13 +74,6 @@ fn wait_value(d: &Daemon, series: &str, want: f64) {
     });
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A private redis-server, killed on drop.
 struct PrivateRedis {
     child: Option<Child>,
@@ -99,7 +92,7 @@ impl PrivateRedis {
     fn start_with(tls: bool, extra: &[&str]) -> Self {
         let mut r = PrivateRedis {
             child: None,
-            port: free_port(),
+            port: common::free_port(),
             tls,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -500,7 +493,7 @@ fn bad_inputs_give_clear_errors_and_the_agent_keeps_running() {
     let wrong = format!("redis://:wrongpw@127.0.0.1:{}/", server.port);
     let right = format!("redis://:s3cretpw@127.0.0.1:{}/", server.port);
     std::fs::write(dir.path().join("wrong.url"), format!("{wrong}\n")).expect("write");
-    let closed = format!("redis://127.0.0.1:{}/", free_port());
+    let closed = format!("redis://127.0.0.1:{}/", common::free_port());
     let tls = shared.replacen("redis://", "rediss://", 1);
     let yaml = format!(
         "  - {{name: wrongpass, type: redis, interval: 1s, timeout: 1s, url_file: {}}}\n  - {{name: nopass, type: redis, interval: 1s, timeout: 1s, url_env: VIGIL_RT_NOPASS}}\n  - {{name: closed, type: redis, interval: 1s, timeout: 1s, url_env: VIGIL_RT_CLOSED}}\n  - {{name: tlsplain, type: redis, interval: 2s, timeout: 2s, connect_timeout: 500ms, url_env: VIGIL_RT_TLS, insecure_skip_verify: true}}\n  - {{name: rightpass, type: redis, interval: 1s, timeout: 1s, url_env: VIGIL_RT_RIGHT}}\n",
@@ -701,7 +694,7 @@ fn names_types_and_labels_match_redis_exporter() {
     // A slow-log entry, so that the slowlog metrics carry a value.
     let _: Result<redis::Value, _> = redis::cmd("DEBUG").arg("SLEEP").arg(0).query(&mut c);
 
-    let port = free_port();
+    let port = common::free_port();
     let mut exp = Command::new(&exporter)
         .arg(format!("--redis.addr={}", url.trim_end_matches('/')))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -27,13 +27,6 @@ struct Api {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// Starts vigil with `extra` top-level YAML and the `hpa:` block body `hpa` (indented 2).
 fn start(dir: &Path, extra: &str, hpa: &str) -> Api {
     let cfg = common::write_config(dir, &format!("{extra}hpa:\n  listen: 127.0.0.1:0\n{hpa}"));
@@ -132,7 +125,7 @@ fn value(item: &Value) -> f64 {
 }
 
 fn demo_extra() -> String {
-    let port = free_port();
+    let port = common::free_port();
     format!(
         "demo:\n  enabled: true\n  listen: 127.0.0.1:{port}\n  requests_per_second: 200\n  error_rate: 0\n\
          scrape:\n  targets:\n    - job: demo\n      urls: [http://127.0.0.1:{port}/metrics]\n      interval: 1s\n      timeout: 900ms\n\

@@ -338,16 +338,9 @@ struct Api {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// The demo service scraped every second, so `up{job="demo"}` is 1.
 fn demo_extra() -> String {
-    let port = free_port();
+    let port = common::free_port();
     format!(
         "demo:\n  enabled: true\n  listen: 127.0.0.1:{port}\n  requests_per_second: 50\n  error_rate: 0\n\
          scrape:\n  targets:\n    - job: demo\n      urls: [http://127.0.0.1:{port}/metrics]\n      interval: 1s\n      timeout: 900ms\n"

@@ -192,13 +192,6 @@ fn psql(url: &str, sql: &str) {
     assert!(ok.success(), "psql {sql}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 fn config(dir: &Path, name: &str, agent: &str, rest: &str) -> std::path::PathBuf {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).expect("mkdir");
@@ -224,7 +217,7 @@ fn one_leader_notifies_once_and_the_other_takes_over_when_it_is_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let u = format!("{}-{}", std::process::id(), fastrand::u32(..));
 
-    let demo = free_port();
+    let demo = common::free_port();
     let node = config(
         dir.path(),
         "node",

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -306,14 +305,6 @@ fn golden(name: &str, actual: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 const FIRED: i64 = 1_795_000_000_123; // 2026-11-18T...
 const RESOLVED: i64 = 1_795_000_900_000;
 
@@ -515,7 +506,7 @@ async fn webhook_failures_are_retried_with_backoff_then_given_up() {
 #[test]
 fn pending_notifications_survive_an_abrupt_stop_and_are_delivered_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let closed = free_port();
+    let closed = common::free_port();
     let keys: Vec<String> = (0..5).map(|i| format!("crash-{i}")).collect();
     // First life: the receiver is down; the runtime is torn down without any shutdown.
     {
@@ -907,7 +898,7 @@ async fn email_smtp_down_then_up_arrives_once() {
     for sub in ["new", "cur", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
     }
-    let port = free_port();
+    let port = common::free_port();
     let cfg = config(
         &format!(
             "- name: mail\n  email_configs:\n    - to: oncall@example.com\n      from: vigil@example.com\n      smarthost: 127.0.0.1:{port}\n      tls: none\n  min_backoff: 200ms\n  max_backoff: 500ms\n  max_attempts: 1000\n"
@@ -1068,7 +1059,7 @@ async fn webhook_payload_is_byte_identical_to_alertmanagers() {
     );
     let hook = Hook::start(vec![]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let port = common::free_port();
     let am_cfg = dir.path().join("am.yml");
     std::fs::write(
         &am_cfg,

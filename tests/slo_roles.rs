@@ -14,13 +14,6 @@ use std::time::Duration;
 use common::{Daemon, eventually, http_post};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 fn write(dir: &Path, name: &str, agent: &str, rest: &str) -> PathBuf {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).expect("mkdir");
@@ -59,7 +52,7 @@ fn aggregator_over_two_nodes_equals_one_standalone_agent() {
         ),
     )
     .expect("rules");
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (common::free_port(), common::free_port());
     let shared = "  ledger_url_env: VIGIL_TEST_LEDGER_URL\n";
     let demo = |port: u16, err: f64| {
         format!(

@@ -35,13 +35,6 @@ slos:
         total: http_requests_total{job="demo"}
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 /// A chromedriver child process and one browser session; both ended on drop.
 struct Browser {
     driver: Child,
@@ -54,7 +47,7 @@ impl Browser {
     fn start(profile: &std::path::Path) -> Browser {
         let chromedriver = common::service("VIGIL_TEST_CHROMEDRIVER", "chromedriver");
         let chromium = common::service("VIGIL_TEST_CHROMIUM", "Debian chromium");
-        let port = free_port();
+        let port = common::free_port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -200,7 +193,7 @@ impl Drop for Browser {
 #[test]
 fn the_status_page_works_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo = free_port();
+    let demo = common::free_port();
     let repo = common::repo();
     std::fs::write(dir.path().join("fast.yaml"), FAST_RULES).expect("rules");
     std::fs::write(
