@@ -183,7 +183,7 @@ impl Positions {
     /// The slot of the series at position `i` when its bytes equal `key`.
     fn slot_if_same(&self, i: usize, key: &[u8]) -> Option<u32> {
         let &(_, slot) = self.ends.get(i)?;
-        (self.key(i) == key).then_some(slot)
+        exposition::bytes_eq(self.key(i), key).then_some(slot)
     }
 
     fn push(&mut self, key: &[u8], slot: u32) {

@@ -55,6 +55,13 @@ mod conformance;
 mod tests;
 
 pub use labels::{Labels, LabelsIter};
+
+/// Byte equality without libc's `memcmp` (see `scan::starts_with`), for the scrape loop's
+/// per-sample series comparisons.
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && scan::starts_with(a, b)
+}
 pub use render::{
     OwnedExemplar, OwnedSample, format_value, render_openmetrics, render_text, write_entry,
 };
@@ -1291,7 +1298,7 @@ impl<'a> Parser<'a> {
             // A hint is the series bytes of an accepted line, so it holds no newline: when the
             // line starts with it, the newline search starts after it, and the sample scanner
             // is told the prefix matched (an empty hint otherwise).
-            let hint = if !hint.is_empty() && rest.starts_with(hint) {
+            let hint = if !hint.is_empty() && scan::starts_with(rest, hint) {
                 hint
             } else {
                 &[]

@@ -54,10 +54,13 @@ pub(crate) fn belongs(
     format: Format,
     generous: bool,
 ) -> bool {
-    let Some(suffix) = name.strip_prefix(family) else {
+    // Per sample: the word-wise compare, not `strip_prefix` (libc's memcmp, byte by byte on
+    // musl). A byte prefix of a `str` that is itself a `str` ends on a char boundary.
+    if !scan::starts_with(name.as_bytes(), family.as_bytes()) {
         return false;
-    };
-    suffix_allowed(kind, suffix, format, generous)
+    }
+    name.get(family.len()..)
+        .is_some_and(|suffix| suffix_allowed(kind, suffix, format, generous))
 }
 
 fn suffix_allowed(kind: MetricType, suffix: &str, format: Format, generous: bool) -> bool {
