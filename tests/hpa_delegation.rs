@@ -14,6 +14,8 @@
 //! the daemon's generated CA) and `kubectl get --raw` through a kubeconfig.
 
 mod common;
+#[path = "common/fake_k8s.rs"]
+mod fake_k8s;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+
+use fake_k8s::status;
 
 const WAIT: Duration = Duration::from_secs(60);
 const BASE: &str = "/apis/external.metrics.k8s.io/v1beta1";
@@ -58,17 +62,6 @@ struct Recorded {
 
 type Shared = Arc<Mutex<Recorded>>;
 
-fn api_status(code: u16, reason: &str, message: &str) -> Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code});
-    (
-        StatusCode::from_u16(code).expect("code"),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 fn created(body: Value) -> Response {
     (
         StatusCode::CREATED,
@@ -87,7 +80,7 @@ fn refuse(api: &Shared, path: &str, headers: &HeaderMap, body: &Value) -> Option
         .and_then(|v| v.to_str().ok());
     if auth != Some(&format!("Bearer {SA_TOKEN}")) {
         r.unauthorized += 1;
-        return Some(api_status(401, "Unauthorized", "Unauthorized"));
+        return Some(status(401, "Unauthorized", "Unauthorized"));
     }
     None
 }
@@ -102,7 +95,7 @@ async fn token_reviews(
         return r;
     }
     if body["apiVersion"] != "authentication.k8s.io/v1" || body["kind"] != "TokenReview" {
-        return api_status(
+        return status(
             400,
             "BadRequest",
             "not an authentication.k8s.io/v1 TokenReview",
@@ -151,7 +144,7 @@ async fn access_reviews(
         return r;
     }
     if body["apiVersion"] != "authorization.k8s.io/v1" || body["kind"] != "SubjectAccessReview" {
-        return api_status(
+        return status(
             400,
             "BadRequest",
             "not an authorization.k8s.io/v1 SubjectAccessReview",
@@ -167,7 +160,7 @@ async fn access_reviews(
         "jane" if ra["namespace"] == "dev" => json!({"allowed": true}),
         "jane" => json!({"allowed": false, "reason": "no RBAC policy matched"}),
         "broken" => {
-            return api_status(
+            return status(
                 500,
                 "InternalError",
                 "Internal error occurred: etcdserver: request timed out",

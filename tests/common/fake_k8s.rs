@@ -1,6 +1,6 @@
-//! Pieces of the fake Kubernetes API servers in tests/kubernetes_sd*.rs: a watch response body
-//! fed by a channel, and `metav1.Status` error answers. Included with `#[path]` by the test
-//! files that serve list + watch.
+//! Pieces of the fake Kubernetes API servers in tests/kubernetes_sd*.rs and
+//! tests/hpa_delegation.rs: a watch response body fed by a channel, and `metav1.Status` error
+//! answers. Included with `#[path]` by the test files that need them.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
